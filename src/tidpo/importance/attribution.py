@@ -1,0 +1,77 @@
+"""Gradient attribution of input tokens (arXiv 2505.19653v3, Eqs. 5–6).
+
+``L_target = max_v logits[last, v]`` at the last real token of each row (the response's EOS);
+``I_i = ‖∂L_target / ∂e_i‖₁`` for the input embedding ``e_i`` of every token. Rows are independent, so one
+``autograd.grad`` of the summed targets gives every row's attribution in a single backward.
+
+Only ``torch.autograd.grad`` with the embeddings as the sole input is used: it never writes a parameter's
+``.grad`` (so it is safe in the middle of gradient accumulation) and returns a constant.
+
+Two ways to get the graph:
+- :func:`embedding_attributions` (fused): the embeddings and logits of the policy's own training forward; the
+  graph is retained for the loss backward that follows.
+- :func:`separate_attributions`: a fresh forward from detached embeddings (the authors' code; kept for
+  comparison and for set-ups where a second backward through the training graph is not possible).
+Both give the same numbers when dropout is off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def last_token_index(attention_mask: Tensor) -> Tensor:
+    """Index of the last real token of each row (works for right and left padding): ``(B, L) -> (B,)``."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    last = torch.where(attention_mask.bool(), positions, torch.full_like(positions, -1)).max(-1).values
+    if (last < 0).any():
+        raise ValueError("attribution needs at least one real token in every row; got an all-padding row")
+    return last
+
+
+def attribution_target(logits: Tensor, attention_mask: Tensor) -> Tensor:
+    """``Σ_b max_v logits[b, last_b, v]`` (Eq. 5), the scalar whose input gradient gives every row's attribution.
+
+    Args:
+        logits: ``(B, L, V)``.
+        attention_mask: ``(B, L)``.
+    """
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    last_logits = logits[rows, last_token_index(attention_mask)]  # (B, V)
+    return last_logits.max(-1).values.sum()  # Eq. (5)
+
+
+def embedding_attributions(
+    logits: Tensor, inputs_embeds: Tensor, attention_mask: Tensor, retain_graph: bool = True
+) -> Tensor:
+    """L1 norm of ``∂L_target/∂e_i`` per token, from a graph that links ``inputs_embeds`` to ``logits``.
+
+    Args:
+        logits: ``(B, L, V)`` computed from ``inputs_embeds``.
+        inputs_embeds: ``(B, L, D)`` the embedding-lookup output fed to the model (leaf or not).
+        attention_mask: ``(B, L)``; padding positions get attribution 0.
+        retain_graph: keep the graph for a later backward (the fused training step needs it).
+
+    Returns:
+        ``(B, L)`` float32, detached, ≥ 0.
+    """
+    target = attribution_target(logits, attention_mask)
+    (grad,) = torch.autograd.grad(target, inputs_embeds, retain_graph=retain_graph)
+    scores = grad.float().abs().sum(-1)  # Eq. (6): ‖∂L/∂e_i‖₁
+    return (scores * attention_mask.to(scores.dtype)).detach()
+
+
+def separate_attributions(
+    logits_fn: Callable[[Tensor], Tensor], inputs_embeds: Tensor, attention_mask: Tensor
+) -> Tensor:
+    """Attribution from a separate forward: ``logits_fn`` maps ``(B, L, D)`` embeddings to ``(B, L, V)`` logits.
+
+    The embeddings are detached first, so nothing flows back into the training graph.
+    """
+    embeds = inputs_embeds.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = logits_fn(embeds)
+        return embedding_attributions(logits, embeds, attention_mask, retain_graph=False)

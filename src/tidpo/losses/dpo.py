@@ -1,0 +1,68 @@
+"""Token-weighted DPO (arXiv 2505.19653v3, Eqs. 9–12) with the TDPO sequential-KL term (SPEC §3).
+
+``Δr = Σ_t w^w_t ρ_t(y_w) − Σ_t w^l_t ρ_t(y_l)`` with ``ρ_t = log π_θ − log π_ref`` per response token;
+``z = Δr − α · (SeqKL(x, y_l) − SeqKL(x, y_w))`` and ``L = −log σ(β z)``.
+
+Deviation: the KL term is not in the paper's equations; it is the authors' final setting (TDPO2 form, α = 0.5,
+Zeng et al., arXiv 2404.11999). ``kl_mode`` picks how the caller feeds it:
+``tdpo2``: ``α = kl_weight`` and the chosen SeqKL detached (stop-gradient); ``tdpo1``: ``α = 1``, no detach;
+``none``: ``α = 0`` (the paper's literal Eq. 12). With all weights 1 and ``α = 0`` this is DPO (Eq. 3).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from tidpo.ops import masked_sum
+
+KL_MODES = ("tdpo2", "tdpo1", "none")
+
+
+def weighted_logratio(policy_per_token_logps: Tensor, ref_per_token_logps: Tensor, token_weights: Tensor) -> Tensor:
+    """``Σ_t w_t · ρ_t`` per row (Eqs. 9–10); the weights are 0 off the response, so they are the mask too.
+
+    Args:
+        policy_per_token_logps: ``(B, L)`` ``log π_θ`` per token (token frame).
+        ref_per_token_logps: ``(B, L)`` ``log π_ref`` per token.
+        token_weights: ``(B, L)`` ``w_t`` (all 1 on the response and 0 elsewhere gives DPO's log-ratio).
+
+    Returns:
+        ``(B,)`` weighted log-ratio.
+    """
+    rho = policy_per_token_logps - ref_per_token_logps  # ρ_t
+    return masked_sum(rho, token_weights)  # Eq. (9)/(10)
+
+
+def sequence_kl(per_token_kl: Tensor, completion_mask: Tensor) -> Tensor:
+    """``SeqKL(x, u) = Σ_t KL(π_ref(·|x, u_<t) ‖ π_θ(·|x, u_<t))`` over the response (unweighted): ``(B,)``."""
+    return masked_sum(per_token_kl, completion_mask)
+
+
+def preference_loss(
+    chosen_logratio: Tensor,
+    rejected_logratio: Tensor,
+    beta: float,
+    chosen_kl: Tensor | None = None,
+    rejected_kl: Tensor | None = None,
+    kl_weight: float = 0.0,
+) -> Tensor:
+    """``−log σ(β · (Δr − α (SeqKL_l − SeqKL_w)))`` per pair (Eq. 12 with the TDPO term).
+
+    Args:
+        chosen_logratio: ``(B,)`` ``Σ_t w^w_t ρ_t(y_w)``.
+        rejected_logratio: ``(B,)`` ``Σ_t w^l_t ρ_t(y_l)``.
+        beta: ``β``.
+        chosen_kl: ``(B,)`` ``SeqKL(x, y_w)``; pass it detached for TDPO2.
+        rejected_kl: ``(B,)`` ``SeqKL(x, y_l)``.
+        kl_weight: ``α`` (0 = no KL term; then the KL tensors may be omitted).
+
+    Returns:
+        ``(B,)`` losses.
+    """
+    delta_r = chosen_logratio - rejected_logratio  # Eq. (11): Δr
+    if kl_weight != 0.0:
+        if chosen_kl is None or rejected_kl is None:
+            raise ValueError("kl_weight != 0 needs chosen_kl and rejected_kl")
+        delta_r = delta_r - kl_weight * (rejected_kl - chosen_kl)  # SPEC §3: z
+    return -F.logsigmoid(beta * delta_r)  # Eq. (12)
