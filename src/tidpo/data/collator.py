@@ -1,0 +1,103 @@
+"""Batching tokenised preference pairs in TRL's layout, plus the left-padded prompts the anchor sampler needs.
+
+``input_ids``, ``attention_mask`` and ``completion_mask`` are exactly what TRL 1.16's ``DataCollatorForPreference``
+returns with ``truncation_mode="keep_start"``: ``(2B, L)``, the B chosen rows (prompt + chosen) first, then the B
+rejected rows (prompt + rejected), right padded. ``prompt_input_ids`` / ``prompt_attention_mask`` are ``(B, P)``
+and left padded, so that ``generate`` continues every prompt from its last column (SPEC §4, the anchor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+REF_LOGP_KEYS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+@dataclass
+class PreferenceCollator:
+    """Pads tokenised preference pairs into a batch.
+
+    Attributes:
+        pad_token_id: the id written into padding positions of ``input_ids`` and ``prompt_input_ids``.
+        max_length: each prompt + completion row keeps its first ``max_length`` tokens (keep-start, TRL's
+            default); a row left with no completion token raises, so the prompts given to the anchor sampler are
+            never cut. None: no truncation.
+        pad_to_multiple_of: pad both sequence dimensions (``L`` and ``P``) up to a multiple of this.
+    """
+
+    pad_token_id: int
+    max_length: int | None = None
+    pad_to_multiple_of: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_length", "pad_to_multiple_of"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"PreferenceCollator: {name} must be a positive int or None, got {value}")
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
+        """Collates examples holding ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` (and optional ref logps).
+
+        Args:
+            examples: B tokenised pairs (lists of ints); ``ref_chosen_logps`` / ``ref_rejected_logps`` floats are
+                passed through when the first example has them.
+
+        Returns:
+            ``input_ids``, ``attention_mask``, ``completion_mask`` (long, ``(2B, L)``), ``prompt_input_ids``,
+            ``prompt_attention_mask`` (long, ``(B, P)``), and the ref logps (float32, ``(B,)``) when given.
+
+        Raises:
+            ValueError: no examples, an empty prompt, or a row that keeps no completion token after truncation.
+        """
+        if not examples:
+            raise ValueError("PreferenceCollator: got an empty list of examples")
+        prompts = [list(example["prompt_ids"]) for example in examples]
+        if any(not prompt for prompt in prompts):
+            raise ValueError("PreferenceCollator: an example has empty prompt_ids; the anchor sampler needs a prompt")
+        rows, completion_masks = [], []
+        for key in ("chosen_ids", "rejected_ids"):  # all chosen rows first, then all rejected rows (TRL's order)
+            for prompt, example in zip(prompts, examples, strict=True):
+                completion = list(example[key])
+                rows.append(prompt + completion)
+                completion_masks.append([0] * len(prompt) + [1] * len(completion))
+        if self.max_length is not None:
+            rows = [row[: self.max_length] for row in rows]
+            completion_masks = [mask[: self.max_length] for mask in completion_masks]
+        # Every row keeps a completion token, so every prompt survives truncation whole.
+        self._check_completions_survive(completion_masks)
+        batch = {
+            "input_ids": self._pad(rows, self.pad_token_id, left=False),
+            "attention_mask": self._pad([[1] * len(row) for row in rows], 0, left=False),
+            "completion_mask": self._pad(completion_masks, 0, left=False),
+            "prompt_input_ids": self._pad(prompts, self.pad_token_id, left=True),
+            "prompt_attention_mask": self._pad([[1] * len(prompt) for prompt in prompts], 0, left=True),
+        }
+        for key in REF_LOGP_KEYS:
+            if key in examples[0]:
+                batch[key] = torch.tensor([float(example[key]) for example in examples], dtype=torch.float32)
+        return batch
+
+    def _check_completions_survive(self, completion_masks: list[list[int]]) -> None:
+        if any(not any(mask) for mask in completion_masks):
+            raise ValueError(
+                f"PreferenceCollator: a row keeps no completion token (its completion is empty, or its prompt fills "
+                f"max_length={self.max_length}); drop such pairs first with "
+                "tokenize_preference_dataset(..., max_length=max_length)"
+            )
+
+    def _pad(self, sequences: list[list[int]], value: int, left: bool) -> Tensor:
+        """``(N, T)`` long tensor, ``T`` the longest length rounded up to ``pad_to_multiple_of``."""
+        length = max(len(sequence) for sequence in sequences)
+        if self.pad_to_multiple_of is not None:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        out = torch.full((len(sequences), length), value, dtype=torch.long)
+        for i, sequence in enumerate(sequences):
+            if sequence:
+                start = length - len(sequence) if left else 0
+                out[i, start : start + len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        return out

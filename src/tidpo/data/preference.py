@@ -1,0 +1,289 @@
+"""Loading and checking preference data: TRL's preference dataset type (``prompt``, ``chosen``, ``rejected``).
+
+Two formats, as in TRL:
+
+* standard: ``prompt``, ``chosen`` and ``rejected`` are non-empty strings; the completion continues the prompt's
+  text directly (``prompt + chosen``), so the separating space belongs to one of them;
+* conversational: each field is a non-empty list of ``{"role": str, "content": str}`` messages; ``chosen`` and
+  ``rejected`` hold the assistant turn(s).
+
+``prompt`` is optional (implicit prompt): ``chosen`` and ``rejected`` then hold the whole text or conversation, and
+the prompt is their shared beginning, found at tokenisation (:mod:`tidpo.data.tokenization`).
+
+Every row is checked before anything is returned, so a bad row fails here, with its file and line, rather than in
+the middle of training. The first row sets the format and whether a prompt is given; every row must match it.
+Rows are named ``line N`` in JSON Lines files (the file's 1-based line) and ``row N`` everywhere else (the 1-based
+position of the record: in a JSON array, among a CSV file's data rows, in a ``Dataset``). Extra columns are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from datasets import Dataset, DatasetDict
+from datasets.table import InMemoryTable
+
+from tidpo.data.errors import PreferenceDataError
+
+STANDARD = "standard"
+CONVERSATIONAL = "conversational"
+REQUIRED_FIELDS = ("chosen", "rejected")
+FIELDS = ("prompt", *REQUIRED_FIELDS)
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+_EXPECTED = {
+    STANDARD: "a non-empty string",
+    CONVERSATIONAL: 'a non-empty list of {"role": str, "content": str} messages',
+}
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _Records:
+    """Rows read from a file, each with the label that names it in error messages (``line 7``, ``row 7``)."""
+
+    rows: list[dict[str, Any]]
+    labels: list[str]
+
+
+def load_preference_data(source: str | os.PathLike | Dataset | DatasetDict, split: str = "train") -> Dataset:
+    """Loads preference data and checks every row.
+
+    Args:
+        source: a ``.jsonl``, ``.json`` (a list of objects, or JSON Lines content), ``.csv`` or ``.parquet`` file;
+            a folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``; a ``Dataset``; or a
+            ``DatasetDict``.
+        split: the split to take from a ``DatasetDict`` or a saved ``DatasetDict`` folder; ignored otherwise.
+
+    Returns:
+        The rows as a ``Dataset`` with ``chosen``, ``rejected``, ``prompt`` when given, and any extra columns.
+
+    Raises:
+        PreferenceDataError: a row is malformed (the message names the source, row and field), a split is
+            missing, or the file type is not supported.
+        FileNotFoundError: ``source`` is a path that does not exist.
+        TypeError: ``source`` is none of the types above.
+    """
+    if isinstance(source, DatasetDict):
+        dataset, name = _pick_split(source, split, "<DatasetDict>")
+    elif isinstance(source, Dataset):
+        dataset, name = source, "<Dataset>"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.suffix.lower() in (".jsonl", ".json", ".csv"):
+            return _dataset_from_records(_read_records(path), str(path))
+        dataset, name = _load_arrow_source(path, split)
+    else:
+        raise TypeError(
+            f"preference data source must be a file or folder path, a datasets.Dataset or a datasets.DatasetDict, "
+            f"got {type(source).__name__}"
+        )
+    validate_preference_dataset(dataset, name)
+    return dataset
+
+
+def validate_preference_dataset(dataset: Dataset, source: str = "<Dataset>") -> str:
+    """Checks every row of a ``Dataset`` against the preference contract (module docstring).
+
+    Args:
+        dataset: the rows to check.
+        source: how error messages name the dataset.
+
+    Returns:
+        The format, ``"standard"`` or ``"conversational"``.
+
+    Raises:
+        PreferenceDataError: a required column is missing or a row is malformed.
+    """
+    missing = [column for column in REQUIRED_FIELDS if column not in dataset.column_names]
+    if missing:
+        raise PreferenceDataError(
+            f"{source}: missing required column(s) {missing}; the columns are {dataset.column_names}"
+        )
+    fields = dataset.select_columns([column for column in FIELDS if column in dataset.column_names])
+    return _validate_rows(((f"row {number}", row) for number, row in enumerate(fields, 1)), source)
+
+
+def _dataset_from_records(records: _Records, source: str) -> Dataset:
+    """Checks rows read from a file, then builds the ``Dataset`` (columns: the union of the rows' keys)."""
+    _validate_rows(zip(records.labels, records.rows, strict=True), source)
+    columns = dict.fromkeys(key for row in records.rows for key in row)
+    return Dataset.from_dict({column: [row.get(column) for row in records.rows] for column in columns})
+
+
+def _load_arrow_source(path: Path, split: str) -> tuple[Dataset, str]:
+    """A parquet file or a ``save_to_disk`` folder, and the name that error messages give it."""
+    if not path.exists():
+        raise FileNotFoundError(f"preference data not found: {path}")
+    if path.is_dir():
+        return _load_saved_folder(path, split)
+    if path.suffix.lower() == ".parquet":
+        return Dataset(InMemoryTable(pq.read_table(path))), str(path)
+    raise PreferenceDataError(
+        f"{path}: unsupported file type {path.suffix!r}; expected one of {', '.join(FILE_SUFFIXES)}, or a folder "
+        "written by Dataset.save_to_disk / DatasetDict.save_to_disk"
+    )
+
+
+def _load_saved_folder(path: Path, split: str) -> tuple[Dataset, str]:
+    if (path / "dataset_dict.json").is_file():
+        return _pick_split(DatasetDict.load_from_disk(str(path)), split, str(path))
+    if (path / "state.json").is_file():
+        return Dataset.load_from_disk(str(path)), str(path)
+    raise PreferenceDataError(
+        f"{path}: a folder, but not one written by Dataset.save_to_disk or DatasetDict.save_to_disk "
+        "(it has neither dataset_dict.json nor state.json)"
+    )
+
+
+def _pick_split(datasets: DatasetDict, split: str, source: str) -> tuple[Dataset, str]:
+    if split not in datasets:
+        raise PreferenceDataError(
+            f"{source}: no split {split!r}; the available splits are {', '.join(map(repr, datasets))}"
+        )
+    return datasets[split], f"{source}[{split!r}]"
+
+
+def _read_records(path: Path) -> _Records:
+    """Rows of a JSON Lines, JSON or CSV file, parsed here so that errors can name the line."""
+    if not path.is_file():
+        raise FileNotFoundError(f"preference data not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(path)
+    text = path.read_text(encoding="utf-8-sig")
+    if suffix == ".json" and text.lstrip().startswith("["):
+        return _read_json_array(path, text)
+    return _read_json_lines(path, text)
+
+
+def _read_json_lines(path: Path, text: str) -> _Records:
+    rows, labels = [], []
+    # Deviation from str.splitlines: JSON strings may hold raw U+2028, which splitlines() would break on.
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PreferenceDataError(
+                f"{path}, line {number}: not valid JSON ({err.msg}, column {err.colno}); each line of a JSON Lines "
+                "file must hold one complete JSON object"
+            ) from err
+        if not isinstance(row, dict):
+            raise PreferenceDataError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+        labels.append(f"line {number}")
+    return _Records(rows, labels)
+
+
+def _read_json_array(path: Path, text: str) -> _Records:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PreferenceDataError(f"{path}, line {err.lineno}: not valid JSON ({err.msg}, column {err.colno})") from err
+    for number, row in enumerate(data, 1):
+        if not isinstance(row, dict):
+            raise PreferenceDataError(f"{path}, row {number}: expected a JSON object, got {type(row).__name__}")
+    return _Records(data, [f"row {number}" for number in range(1, len(data) + 1)])
+
+
+def _read_csv(path: Path) -> _Records:
+    """Every cell is read as a string (no type guessing), so ``"42"`` stays text; blank lines are skipped."""
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        reader = csv.reader(file)
+        header = next(reader, [])
+        rows = [values for values in reader if values]
+    for number, values in enumerate(rows, 1):
+        if len(values) != len(header):
+            raise PreferenceDataError(
+                f"{path}, row {number}: {len(values)} values for the {len(header)} columns {header}"
+            )
+    records = [dict(zip(header, values, strict=True)) for values in rows]
+    return _Records(records, [f"row {number}" for number in range(1, len(rows) + 1)])
+
+
+def _validate_rows(rows: Iterable[tuple[str, Mapping[str, Any]]], source: str) -> str:
+    """Checks ``(label, row)`` pairs; the first row sets the format and whether a prompt is given."""
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        raise PreferenceDataError(f"{source}: no rows")
+    first_label, first_row = first
+    fmt = _detect_format(first_row, f"{source}, {first_label}")
+    explicit_prompt = "prompt" in first_row
+    for label, row in itertools.chain([first], rows):
+        _check_row(row, f"{source}, {label}", fmt, explicit_prompt, first_label)
+    return fmt
+
+
+def _detect_format(row: Mapping[str, Any], where: str) -> str:
+    chosen = row.get("chosen", _MISSING)
+    if isinstance(chosen, str):
+        return STANDARD
+    if isinstance(chosen, list):
+        return CONVERSATIONAL
+    raise PreferenceDataError(
+        f"{where}, field 'chosen': expected {_EXPECTED[STANDARD]} (standard format) or {_EXPECTED[CONVERSATIONAL]} "
+        f"(conversational format), got {_describe(chosen, 'chosen')}"
+    )
+
+
+def _check_row(row: Mapping[str, Any], where: str, fmt: str, explicit_prompt: bool, first_label: str) -> None:
+    if not explicit_prompt and "prompt" in row:
+        raise PreferenceDataError(
+            f"{where}, field 'prompt': expected no prompt (implicit prompt, as in {first_label}), "
+            f"got {_describe(row['prompt'], 'prompt')}"
+        )
+    for field in FIELDS if explicit_prompt else REQUIRED_FIELDS:
+        value = row.get(field, _MISSING)
+        problem = _text_problem(value, field) if fmt == STANDARD else _messages_problem(value, field)
+        if problem is not None:
+            raise PreferenceDataError(
+                f"{where}, field '{field}': expected {_EXPECTED[fmt]} ({fmt} format, as in {first_label}), "
+                f"got {problem}"
+            )
+
+
+def _text_problem(value: Any, field: str) -> str | None:
+    """What is wrong with a standard-format field, or None."""
+    return None if isinstance(value, str) and value else _describe(value, field)
+
+
+def _messages_problem(value: Any, field: str) -> str | None:
+    """What is wrong with a conversational field, or None."""
+    if not isinstance(value, list) or not value:
+        return _describe(value, field)
+    for number, message in enumerate(value, 1):
+        if not isinstance(message, Mapping):
+            return f"a list whose message {number} is {type(message).__name__}"
+        for key in ("role", "content"):
+            # A None value counts as absent: Arrow fills keys that only some messages have with None.
+            if message.get(key) is None:
+                return f"a list whose message {number} has no {key!r}"
+            if not isinstance(message[key], str):
+                return f"a list whose message {number} has a {key!r} of type {type(message[key]).__name__}"
+        if not message["role"]:
+            return f"a list whose message {number} has an empty 'role'"
+    return None
+
+
+def _describe(value: Any, field: str) -> str:
+    """A short description of a found value: its type, or what makes it empty."""
+    if value is _MISSING:
+        return f"nothing (the row has no {field!r})"
+    if value is None:
+        return "None"
+    if isinstance(value, str) and not value:
+        return "an empty string"
+    if isinstance(value, list) and not value:
+        return "an empty list"
+    return type(value).__name__
