@@ -49,7 +49,9 @@ def per_token_kl(ref_logits: Tensor, policy_logits: Tensor) -> Tensor:
         raise ValueError(f"ref_logits {tuple(ref_logits.shape)} != policy_logits {tuple(policy_logits.shape)}")
     ref_logp = torch.log_softmax(ref_logits[:, :-1].float(), dim=-1)
     pol_logp = torch.log_softmax(policy_logits[:, :-1].float(), dim=-1)
-    kl = (ref_logp.exp() * (ref_logp - pol_logp)).sum(-1)  # (B, L-1)
+    ref_p = ref_logp.exp()
+    # p_ref = 0 terms count 0 (also where both logits are -inf, e.g. a masked vocabulary entry)
+    kl = torch.where(ref_p > 0, ref_p * (ref_logp - pol_logp), torch.zeros_like(ref_p)).sum(-1)  # (B, L-1)
     return _to_token_frame(kl)
 
 
