@@ -1,0 +1,189 @@
+"""``TIDPOConfig``: the training arguments of TI-DPO (SPEC §5) on top of ``transformers.TrainingArguments``.
+
+Fields left at ``None`` are filled from the preset (``paper``, the default, or ``official``, the authors' code)
+and then from ``baseline`` (DPO/TDPO1/TDPO2 in the same trainer by configuration alone). A value set explicitly
+always wins over the preset; one that contradicts the baseline is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+# SPEC §5 table. Deviation: "triplet_margin" 0.1 in the paper preset is SPEC's choice (the paper gives none).
+PRESETS: dict[str, dict[str, object]] = {
+    "paper": {
+        "beta": 0.1,
+        "kl_mode": "tdpo2",
+        "kl_weight": 0.5,
+        "triplet_weight": 0.1,
+        "triplet_margin": 0.1,
+        "importance": "hybrid",
+        "importance_mix": 0.7,
+        "prior_sigma_div": 4.0,
+        "weight_span": "response",
+    },
+    "official": {
+        "beta": 0.2,
+        "kl_mode": "tdpo2",
+        "kl_weight": 0.5,
+        "triplet_weight": 0.001,
+        "triplet_margin": 0.001,
+        "importance": "hybrid",
+        "importance_mix": 0.2,
+        "prior_sigma_div": 8.0,
+        "weight_span": "sequence",
+    },
+}
+# SPEC §5 "Baselines in the same trainer, by configuration alone".
+BASELINES: dict[str, dict[str, object]] = {
+    "dpo": {"importance": "uniform", "kl_mode": "none", "triplet_weight": 0.0},
+    "tdpo1": {"importance": "uniform", "kl_mode": "tdpo1", "triplet_weight": 0.0},
+    "tdpo2": {"importance": "uniform", "kl_mode": "tdpo2", "triplet_weight": 0.0},
+}
+CHOICES = {
+    "preset": tuple(PRESETS),
+    "baseline": (None, *BASELINES),
+    "kl_mode": ("tdpo2", "tdpo1", "none"),
+    "importance": ("hybrid", "gradient", "prior", "uniform", "random", "custom"),
+    "weight_span": ("response", "sequence"),
+    "weight_norm": ("mean", "sum"),
+    "attribution": ("fused", "separate"),
+}
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+@dataclass
+class TIDPOConfig(TrainingArguments):
+    """Training arguments for :class:`~tidpo.TIDPOTrainer` (SPEC §5 names and defaults)."""
+
+    preset: str = field(default="paper", metadata=_help("Defaults for unset fields: 'paper' (SPEC §5) or 'official'."))
+    baseline: str | None = field(
+        default=None,
+        metadata=_help("Run a baseline in this trainer: 'dpo', 'tdpo1' or 'tdpo2' (uniform weights, γ = 0)."),
+    )
+    beta: float | None = field(default=None, metadata=_help("β of Eq. 12 (paper 0.1, official 0.2)."))
+    kl_mode: str | None = field(
+        default=None,
+        metadata=_help("Sequential-KL term (SPEC §3): 'tdpo2' (default), 'tdpo1' (α = 1, no stop-gradient), 'none'."),
+    )
+    kl_weight: float | None = field(default=None, metadata=_help("α, the TDPO KL weight (0.5; 1 for tdpo1)."))
+    triplet_weight: float | None = field(
+        default=None, metadata=_help("γ of Eq. 14, weight of the triplet loss (paper 0.1, official 0.001; 0 = off).")
+    )
+    triplet_margin: float | None = field(
+        default=None, metadata=_help("Margin of the triplet loss, Eq. 13 (paper preset 0.1, official 0.001).")
+    )
+    importance: str | None = field(
+        default=None,
+        metadata=_help(
+            "Token-importance estimator: 'hybrid' (Eq. 8), 'gradient' (λ = 1), 'prior' (λ = 0), 'uniform' (DPO), "
+            "'random' (ablation) or 'custom' (pass importance_fn to the trainer)."
+        ),
+    )
+    importance_mix: float | None = field(
+        default=None, metadata=_help("λ of Eq. 8: weight of the gradient attribution against the prior (0.7 / 0.2).")
+    )
+    prior_sigma_div: float | None = field(
+        default=None, metadata=_help("σ = T / prior_sigma_div in the Gaussian prior, Eq. 7 (paper 4, official 8).")
+    )
+    weight_span: str | None = field(
+        default=None, metadata=_help("Span the weights are built over: 'response' (paper) or 'sequence' (official).")
+    )
+    weight_norm: str = field(
+        default="mean", metadata=_help("Rescale token weights to mean 1 ('mean') or sum 1 ('sum') over the response.")
+    )
+    attribution: str = field(
+        default="fused",
+        metadata=_help(
+            "'fused': attribution gradient from the training forward's own graph; 'separate': a second forward."
+        ),
+    )
+    anchor_max_new_tokens: int = field(default=64, metadata=_help("Anchor sampling: most new tokens (SPEC §4)."))
+    anchor_temperature: float = field(default=0.8, metadata=_help("Anchor sampling temperature."))
+    anchor_top_k: int = field(default=50, metadata=_help("Anchor sampling top-k."))
+    anchor_top_p: float = field(default=0.95, metadata=_help("Anchor sampling top-p."))
+    max_length: int | None = field(
+        default=1024,
+        metadata=_help(
+            "Most tokens of prompt + response; longer rows keep the start; pairs whose prompt fills it "
+            "are dropped (logged)."
+        ),
+    )
+    eval_importance: bool = field(
+        default=False,
+        metadata=_help(
+            "At evaluation, also compute token weights and anchors (full objective). Off: uniform "
+            "weights and no triplet term, so evaluation costs one forward per model."
+        ),
+    )
+    disable_dropout: bool = field(default=True, metadata=_help("Turn dropout off in the policy and the reference."))
+    dataset_num_proc: int | None = field(default=None, metadata=_help("Processes for dataset tokenisation."))
+    # TrainingArguments defaults changed for preference training (as TRL does).
+    learning_rate: float = field(default=1e-6, metadata=_help("Initial learning rate (AdamW)."))
+    logging_steps: float = field(default=10, metadata=_help("Log every N steps (or a ratio of the total)."))
+    remove_unused_columns: bool = field(
+        default=False, metadata=_help("Kept False: the preference columns are not model-forward arguments.")
+    )
+
+    def __post_init__(self):
+        self._resolve_method_fields()
+        super().__post_init__()
+
+    def _resolve_method_fields(self) -> None:
+        for name in ("preset", "baseline", "weight_norm", "attribution"):
+            _check_choice(name, getattr(self, name))
+        for name, value in BASELINES.get(self.baseline, {}).items():
+            current = getattr(self, name)
+            if current is not None and current != value:
+                raise ValueError(
+                    f"baseline={self.baseline!r} sets {name}={value!r}, but {name}={current!r} was given; "
+                    f"drop one of them"
+                )
+            setattr(self, name, value)
+        if self.kl_mode is not None:
+            _check_choice("kl_mode", self.kl_mode)
+            implied = {"tdpo1": 1.0, "none": 0.0}.get(self.kl_mode)
+            if implied is not None and self.kl_weight not in (None, implied):
+                raise ValueError(f"kl_mode={self.kl_mode!r} fixes kl_weight={implied}, got kl_weight={self.kl_weight}")
+            if implied is not None:
+                self.kl_weight = implied
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        for name in ("kl_mode", "importance", "weight_span"):
+            _check_choice(name, getattr(self, name))
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        checks = [
+            ("beta", self.beta > 0, "> 0"),
+            ("kl_weight", self.kl_weight >= 0, ">= 0"),
+            ("triplet_weight", self.triplet_weight >= 0, ">= 0"),
+            ("triplet_margin", self.triplet_margin >= 0, ">= 0"),
+            ("importance_mix", 0 <= self.importance_mix <= 1, "in [0, 1]"),
+            ("prior_sigma_div", self.prior_sigma_div > 0, "> 0"),
+            ("anchor_max_new_tokens", self.anchor_max_new_tokens >= 1, ">= 1"),
+            ("anchor_temperature", self.anchor_temperature > 0, "> 0"),
+            ("anchor_top_p", 0 < self.anchor_top_p <= 1, "in (0, 1]"),
+            ("max_length", self.max_length is None or self.max_length >= 2, ">= 2 or None"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
+    @property
+    def needs_attribution(self) -> bool:
+        """Whether the weights use the gradient attribution (so a backward to the embeddings is needed)."""
+        mix = {"gradient": 1.0, "prior": 0.0}.get(self.importance, self.importance_mix)
+        return self.importance in ("hybrid", "gradient") and mix > 0
+
+
+def _check_choice(name: str, value) -> None:
+    if value not in CHOICES[name]:
+        allowed = ", ".join(repr(c) for c in CHOICES[name])
+        raise ValueError(f"{name}={value!r} is not one of {allowed}")

