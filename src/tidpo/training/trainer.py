@@ -263,12 +263,17 @@ class TIDPOTrainer(Trainer):
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """``Trainer.evaluate``, with the TI-DPO metrics added to the returned dict under the same prefix."""
+        self._metric_key_prefix = metric_key_prefix
+        return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the averaged TI-DPO metrics to the Trainer's log (``eval_``-prefixed during evaluation)."""
-        mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
+        """Add the averaged TI-DPO metrics to the Trainer's log, in place (``evaluate`` returns the same dict)."""
+        prefix = getattr(self, "_metric_key_prefix", "eval") + "_"
+        mode = "eval" if any(key.startswith(prefix) for key in logs) else "train"
         metrics = self._metrics.pop(mode)
-        prefix = "eval_" if mode == "eval" else ""
-        logs = {**logs, **{prefix + key: value for key, value in metrics.items()}}
+        logs.update({(prefix if mode == "eval" else "") + key: value for key, value in metrics.items()})
         super().log(logs, start_time)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

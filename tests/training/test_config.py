@@ -1,0 +1,66 @@
+"""TIDPOConfig: SPEC §5 presets and baselines, explicit values win, contradictions and bad values fail early."""
+
+import pytest
+
+from tidpo import TIDPOConfig
+
+
+def _config(**kwargs):
+    return TIDPOConfig(output_dir="unused", use_cpu=True, **kwargs)
+
+
+def test_paper_preset_is_the_default():
+    c = _config()
+    got = (c.beta, c.kl_mode, c.kl_weight, c.triplet_weight, c.triplet_margin, c.importance_mix, c.prior_sigma_div)
+    assert got == (0.1, "tdpo2", 0.5, 0.1, 0.1, 0.7, 4.0)
+    assert (c.importance, c.weight_span, c.weight_norm, c.attribution) == ("hybrid", "response", "mean", "fused")
+
+
+def test_official_preset_and_explicit_override():
+    c = _config(preset="official", beta=0.3)
+    assert (c.beta, c.triplet_weight, c.triplet_margin, c.importance_mix, c.prior_sigma_div, c.weight_span) == (
+        0.3,
+        0.001,
+        0.001,
+        0.2,
+        8.0,
+        "sequence",
+    )
+
+
+@pytest.mark.parametrize(
+    ("baseline", "kl_mode", "kl_weight"), [("dpo", "none", 0.0), ("tdpo1", "tdpo1", 1.0), ("tdpo2", "tdpo2", 0.5)]
+)
+def test_baselines(baseline, kl_mode, kl_weight):
+    c = _config(baseline=baseline)
+    assert (c.importance, c.triplet_weight, c.kl_mode, c.kl_weight) == ("uniform", 0.0, kl_mode, kl_weight)
+    assert not c.needs_attribution
+
+
+def test_baseline_contradiction_names_both_fields():
+    with pytest.raises(ValueError, match="baseline='dpo'.*triplet_weight=0.5"):
+        _config(baseline="dpo", triplet_weight=0.5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"importance": "saliency"}, "importance='saliency' is not one of"),
+        ({"kl_mode": "tdpo3"}, "kl_mode='tdpo3'"),
+        ({"importance_mix": 1.5}, r"importance_mix must be in \[0, 1\]"),
+        ({"beta": 0.0}, "beta must be > 0"),
+        ({"kl_mode": "none", "kl_weight": 0.5}, "kl_mode='none' fixes kl_weight=0.0"),
+        ({"preset": "fast"}, "preset='fast'"),
+    ],
+)
+def test_bad_values_fail_with_the_option_and_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _config(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("importance", "mix", "expected"),
+    [("hybrid", 0.7, True), ("hybrid", 0.0, False), ("prior", 0.7, False), ("gradient", 0.0, True)],
+)
+def test_needs_attribution(importance, mix, expected):
+    assert _config(importance=importance, importance_mix=mix).needs_attribution is expected
