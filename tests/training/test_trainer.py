@@ -77,3 +77,13 @@ def test_non_finite_loss_raises_instead_of_training_on(tokenizer, tmp_path):
         trainer.model.lm_head.weight[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="non-finite|NaN"):
         trainer.train()
+
+
+def test_metric_buffer_averages_over_pairs_not_batches():
+    from tidpo.training.metrics import MetricBuffer
+
+    buffer = MetricBuffer()
+    buffer.add("eval", "rewards/accuracies", torch.tensor([1.0, 1.0, 1.0, 0.0]))  # a batch of 4: 3 right
+    buffer.add("eval", "rewards/accuracies", torch.tensor([0.0]))  # a last batch of 1: wrong
+    assert buffer.pop("eval") == {"rewards/accuracies": 3 / 5}  # not (0.75 + 0) / 2
+    assert buffer.pop("eval") == {}

@@ -13,21 +13,25 @@ from torch import Tensor
 
 
 class MetricBuffer:
-    """Per-mode lists of scalars, averaged and cleared at each log."""
+    """Per-mode running sums of scalars, averaged per element (not per micro-batch) and cleared at each log."""
 
     def __init__(self, gather=None):
         self._gather = gather or (lambda t: t)
         self._values: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     def add(self, mode: str, name: str, value: Tensor | float) -> None:
-        """Record a tensor (gathered across processes, then averaged) or a float."""
+        """Record a tensor (gathered across processes; each element counts once) or a float (counts once)."""
         if isinstance(value, Tensor):
-            value = self._gather(value.detach().float().reshape(-1)).mean().item()
-        self._values[mode][name].append(float(value))
+            gathered = self._gather(value.detach().float().reshape(-1))
+            total, count = gathered.sum().item(), gathered.numel()
+        else:
+            total, count = float(value), 1
+        entry = self._values[mode][name] or [0.0, 0]
+        self._values[mode][name] = [entry[0] + total, entry[1] + count]
 
     def pop(self, mode: str) -> dict[str, float]:
         """Averages since the last call, then clear."""
-        out = {name: sum(vals) / len(vals) for name, vals in self._values[mode].items() if vals}
+        out = {name: total / count for name, (total, count) in self._values[mode].items() if count}
         self._values[mode].clear()
         return out
 

@@ -1,0 +1,59 @@
+"""``tidpo``: dispatch to one module per command; a user's mistake ends in one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from tidpo.cli.common import CLIError
+
+# command -> (module, one-line help); modules are imported only when their command runs, so `tidpo --help` is fast.
+COMMANDS = {
+    "train": ("tidpo.cli.train", "train a causal LM with TI-DPO (or a DPO/TDPO baseline)"),
+    "eval": ("tidpo.cli.eval", "held-out preference accuracy, margins, rewards, log-probs and KL"),
+    "explain": ("tidpo.cli.explain", "show each response token shaded by its TI-DPO weight (HTML + PNG)"),
+    "data": ("tidpo.cli.data", "build the built-in datasets (e.g. `tidpo data sentiment`)"),
+    "demo": ("tidpo.cli.demo", "the embedded default: align SmolLM2-135M-Instruct toward positive sentiment"),
+    "env": ("tidpo.cli.env", "versions of Python, torch, transformers, trl, peft, accelerate, datasets"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return (
+        "usage: tidpo <command> [options]\n\ncommands:\n"
+        + "\n".join(lines)
+        + ("\n\n`tidpo <command> --help` shows a command's options.")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tidpo`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from tidpo import __version__
+
+        print(f"tidpo {__version__}")
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"tidpo: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    try:
+        return int(module.main(argv[1:]) or 0)
+    except CLIError as err:
+        print(f"tidpo {argv[0]}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tidpo {argv[0]}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
