@@ -1,0 +1,422 @@
+"""``tidpo train``: train a causal LM with TI-DPO (or a DPO/TDPO baseline) from the command line.
+
+Every ``TIDPOConfig`` field is a flag (``--beta``, ``--learning_rate``, ...); ``--config run.yaml`` reads the same
+names as YAML keys, and flags on the command line override the file. At the end ``--output_dir`` holds the model
+(or LoRA adapter) and tokenizer, ``metrics.jsonl``, ``training_curves.png`` and a model card ``README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import json
+import sys
+import time
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import get_type_hints
+
+import yaml
+from transformers import HfArgumentParser
+
+from tidpo.cli.common import CLIError, is_adapter_folder, load_causal_lm, load_dataset_arg, resolve_model_path
+from tidpo.training.config import TIDPOConfig
+
+USAGE = "tidpo train --model MODEL --dataset DATA --output_dir DIR [--config FILE.yaml] [options]"
+EPILOG = (
+    "examples:\n"
+    "  tidpo train --model smollm2-135m-instruct --dataset demo --output_dir out --use_lora --max_steps 40\n"
+    "  tidpo train --config run.yaml --learning_rate 5e-6   # flags override the YAML file\n"
+    "  tidpo train ... --baseline dpo                       # plain DPO in the same trainer"
+)
+# Defaults of a command-line run that differ from TIDPOConfig's (a library user saves checkpoints explicitly).
+CLI_DEFAULTS = {"save_strategy": "no"}
+
+
+@dataclass
+class ScriptArguments:
+    """What to train on, and what to do around training."""
+
+    _argument_group_name = "model and data"
+
+    model: str | None = field(
+        default=None, metadata={"help": "Local Hugging Face model folder, or built-in 'smollm2-135m-instruct'."}
+    )
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "Training pairs: a .jsonl/.json/.csv/.parquet file, a save_to_disk folder, or 'demo'."},
+    )
+    dataset_split: str = field(default="train", metadata={"help": "Split of --dataset (DatasetDict or 'demo')."})
+    eval_dataset: str | None = field(
+        default=None, metadata={"help": "Held-out pairs (same forms as --dataset), evaluated after training."}
+    )
+    eval_split: str = field(default="test", metadata={"help": "Split of --eval_dataset."})
+    max_train_pairs: int | None = field(default=None, metadata={"help": "Use only the first N training pairs."})
+    max_eval_pairs: int | None = field(default=None, metadata={"help": "Use only the first N held-out pairs."})
+    eval_before: bool = field(
+        default=False, metadata={"help": "Evaluate once before training (the baseline), needs --eval_dataset."}
+    )
+
+
+@dataclass
+class LoraArguments:
+    """LoRA adapters (peft); the reference model is then the policy with its adapters disabled."""
+
+    _argument_group_name = "LoRA"
+
+    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of every weight."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank r."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling α (the update is scaled by α / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={"help": "Modules to adapt: 'all-linear' or module names (e.g. q_proj v_proj)."},
+    )
+
+    def to_peft(self):
+        """The ``peft.LoraConfig`` of these settings, or None without ``--use_lora``."""
+        if not self.use_lora:
+            return None
+        from peft import LoraConfig
+
+        targets = self.lora_target_modules
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=targets[0] if targets == ["all-linear"] else list(targets),
+            task_type="CAUSAL_LM",
+        )
+
+    def summary(self) -> dict | None:
+        if not self.use_lora:
+            return None
+        return {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
+                "target_modules": " ".join(self.lora_target_modules)}  # fmt: skip
+
+
+@dataclass
+class TrainRun:
+    """The parsed command line: script options, LoRA options and the training config."""
+
+    script: ScriptArguments
+    lora: LoraArguments
+    config: TIDPOConfig
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown in each option's help; the description and examples keep their line breaks."""
+
+
+class _Parser(HfArgumentParser):
+    """argparse's errors become :class:`CLIError` (one line, exit 2) instead of a usage dump and ``SystemExit``."""
+
+    def error(self, message: str):
+        raise CLIError(f"{message} (see `tidpo train --help`)")
+
+
+def make_parser() -> HfArgumentParser:
+    parser = _Parser(
+        (ScriptArguments, LoraArguments),
+        prog="tidpo train",
+        usage=USAGE,
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of options (keys = flag names).")
+    _add_config_arguments(parser)
+    parser.set_defaults(**CLI_DEFAULTS)
+    return parser
+
+
+def _add_config_arguments(parser: HfArgumentParser) -> None:
+    """Every ``TIDPOConfig`` field as a flag, in two help groups: the method's own fields, then the Trainer's.
+
+    Fields are copied before ``HfArgumentParser`` resolves their types (it does so in place), so building a parser
+    leaves ``TIDPOConfig``'s own field objects untouched.
+    """
+    from transformers import TrainingArguments
+
+    method = parser.add_argument_group("TI-DPO method (TIDPOConfig)")
+    trainer = parser.add_argument_group("Trainer (transformers.TrainingArguments)")
+    hints = get_type_hints(TIDPOConfig)
+    trainer_fields = {f.name for f in fields(TrainingArguments)}
+    for original in fields(TIDPOConfig):
+        if not original.init:
+            continue
+        f = copy.copy(original)
+        f.type = hints[f.name]
+        HfArgumentParser._parse_dataclass_field(trainer if f.name in trainer_fields else method, f)
+
+
+def _suggest(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _convert_yaml_value(action: argparse.Action, key: str, value, path: str):
+    """A YAML value checked and converted as argparse would the same text on the command line."""
+    if value is None or isinstance(value, dict) or (isinstance(value, list) and action.nargs not in ("+", "*")):
+        return value  # dict-valued options (e.g. lr_scheduler_kwargs) and list-valued report_to pass through
+    convert = action.type or str
+    hint = " (quote it: YAML reads no/yes/on/off as booleans)" if isinstance(value, bool) else ""
+    items = value if isinstance(value, list) else [value]
+    try:
+        converted = [convert(item if isinstance(item, str) else str(item)) for item in items]
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
+        raise CLIError(f"{path}: key {key!r}: {value!r} is not a valid value ({err}){hint}") from err
+    if action.choices is not None and any(item not in action.choices for item in converted):
+        raise CLIError(f"{path}: key {key!r}: {value!r} is not one of {', '.join(map(str, action.choices))}{hint}")
+    return converted if isinstance(value, list) else converted[0]
+
+
+def yaml_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
+    """The options of a ``--config`` YAML file as parser defaults (so command-line flags override them).
+
+    Raises:
+        CLIError: the file is missing, is not a YAML mapping, has a key that is no flag, or a value of the wrong type.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CLIError(f"--config {path}: no such file")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise CLIError(f"--config {path} is not valid YAML: {err}") from err
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise CLIError(f"--config {path} must be a mapping of option: value, got a {type(data).__name__}")
+    flags = {opt[2:]: a for opt, a in parser._option_string_actions.items() if opt.startswith("--")}
+    for reserved in ("help", "config"):
+        flags.pop(reserved)
+    defaults = {}
+    for key, value in data.items():
+        action = flags.get(str(key))
+        if action is None:
+            raise CLIError(f"unknown key {key!r} in {path}{_suggest(str(key), flags)} (keys are `tidpo train` flags)")
+        if action.nargs == 0:  # --no_<flag>: store_false
+            if not isinstance(value, bool):
+                raise CLIError(f"{path}: key {key!r} takes true or false, got {value!r}")
+            if value:
+                defaults[action.dest] = action.const
+            continue
+        defaults[action.dest] = _convert_yaml_value(action, str(key), value, path)
+    return defaults
+
+
+def parse_train_args(argv: list[str]) -> TrainRun:
+    """Parse ``tidpo train`` arguments (and the ``--config`` file they name) into a :class:`TrainRun`.
+
+    Raises:
+        CLIError: an unknown flag or YAML key, a bad value, a missing required option, or an invalid config.
+    """
+    parser = make_parser()
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if known.config:
+        parser.set_defaults(**yaml_defaults(parser, known.config))
+    namespace, extras = parser.parse_known_args(argv)
+    if extras:
+        flag = next((e for e in extras if e.startswith("--")), extras[0])
+        hint = _suggest(flag, [o for o in parser._option_string_actions if o.startswith("--")])
+        raise CLIError(f"unrecognized argument {flag!r}{hint} (see `tidpo train --help`)")
+    values = vars(namespace)
+    script = ScriptArguments(**{f.name: values[f.name] for f in fields(ScriptArguments)})
+    lora = LoraArguments(**{f.name: values[f.name] for f in fields(LoraArguments)})
+    _check_script(script, lora, values)
+    config_values = {f.name: values[f.name] for f in fields(TIDPOConfig) if f.init}
+    try:
+        config = TIDPOConfig(**config_values)
+    except ValueError as err:  # TIDPOConfig/TrainingArguments validation; some messages span several lines
+        raise CLIError(f"invalid option: {' '.join(str(err).split())}") from err
+    if config.eval_strategy != "no" and not script.eval_dataset:
+        raise CLIError(f"--eval_strategy {config.eval_strategy.value} needs --eval_dataset (held-out pairs)")
+    return TrainRun(script, lora, config)
+
+
+def _check_script(script: ScriptArguments, lora: LoraArguments, values: dict) -> None:
+    for name, purpose in (("model", "the model to train"), ("dataset", "the training pairs")):
+        if not getattr(script, name):
+            raise CLIError(f"--{name} is required ({purpose}); pass it on the command line or in --config")
+    if not values.get("output_dir"):
+        raise CLIError("--output_dir is required (where the model, metrics.jsonl, curves and README.md go)")
+    for name in ("max_train_pairs", "max_eval_pairs"):
+        if getattr(script, name) is not None and getattr(script, name) < 1:
+            raise CLIError(f"--{name} must be at least 1, got {getattr(script, name)}")
+    if script.eval_before and not script.eval_dataset:
+        raise CLIError("--eval_before needs --eval_dataset (the held-out pairs to evaluate on)")
+    if not lora.use_lora:
+        changed = [f.name for f in fields(LoraArguments) if f.name != "use_lora" and _differs(lora, f)]
+        if changed:
+            raise CLIError(f"--{changed[0]} is set but --use_lora is not; add --use_lora (or drop --{changed[0]})")
+
+
+def _differs(obj, f) -> bool:
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    return getattr(obj, f.name) != default
+
+
+def check_causal_lm(name_or_path: str) -> None:
+    """Fail before any weight is loaded when the folder's ``config.json`` names no causal-LM architecture
+    (``AutoModelForCausalLM`` would otherwise load, say, a ``BertModel`` folder as a randomly headed
+    ``BertLMHeadModel``). An adapter folder is checked through its base model.
+
+    Raises:
+        CLIError: the folder is missing or holds another kind of model.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    path = Path(resolve_model_path(name_or_path))
+    if is_adapter_folder(str(path)):
+        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if not base or not (Path(base) / "config.json").is_file():
+            return  # load_causal_lm names the missing base
+        path = Path(base)
+    architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
+    if architectures and not set(architectures) & set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()):
+        raise CLIError(
+            f"{name_or_path} is not a causal language model: its config.json names {', '.join(architectures)}; "
+            f"pass a decoder-only model saved with AutoModelForCausalLM (e.g. LlamaForCausalLM)"
+        )
+
+
+def load_policy(name_or_path: str):
+    """``(model, tokenizer)`` of a causal LM folder or built-in name, checked for a usable EOS token."""
+    check_causal_lm(name_or_path)
+    model, tokenizer = load_causal_lm(name_or_path)
+    if tokenizer.eos_token_id is None:
+        raise CLIError(
+            f"the tokenizer of {name_or_path} has no eos_token; TI-DPO ends every response with it: set "
+            f"eos_token in its tokenizer_config.json (for chat models, the token that ends an assistant turn)"
+        )
+    return model, tokenizer
+
+
+def _load_pairs(name: str, split: str, limit: int | None):
+    dataset = load_dataset_arg(name, split)
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    return dataset
+
+
+def build_trainer(run: TrainRun):
+    """Load the data (checked first), the model and the trainer; returns ``(trainer, train_pairs, eval_pairs)``."""
+    from tidpo.data import PreferenceDataError
+    from tidpo.training.reference import is_peft_model
+    from tidpo.training.trainer import TIDPOTrainer
+
+    script = run.script
+    train = _load_pairs(script.dataset, script.dataset_split, script.max_train_pairs)
+    held_out = None
+    if script.eval_dataset:
+        held_out = _load_pairs(script.eval_dataset, script.eval_split, script.max_eval_pairs)
+    model, tokenizer = load_policy(script.model)
+    if is_peft_model(model):
+        raise CLIError(
+            f"--model {script.model} is a LoRA adapter folder; training an existing adapter is not supported: "
+            f"pass its base model with --use_lora"
+        )
+    try:
+        trainer = TIDPOTrainer(
+            model=model,
+            args=run.config,
+            train_dataset=train,
+            eval_dataset=held_out,
+            processing_class=tokenizer,
+            peft_config=run.lora.to_peft(),
+        )
+    except PreferenceDataError as err:
+        raise CLIError(str(err)) from err
+    if len(trainer.train_dataset) == 0:
+        raise CLIError(
+            f"every training pair was dropped: the prompts fill --max_length {run.config.max_length}; raise it"
+        )
+    return trainer, len(train), (len(held_out) if held_out is not None else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    run = parse_train_args(argv)
+    return train(run, argv)
+
+
+def train(run: TrainRun, argv: list[str]) -> int:
+    """Train, evaluate, save, plot and write the model card; print where everything is."""
+    from tidpo.model_card import RunSummary, write_model_card
+    from tidpo.plotting import has_curves, plot_training_curves
+    from tidpo.training.callbacks import MetricsJsonlCallback, use_tidpo_progress
+
+    start = time.perf_counter()
+    trainer, train_pairs, eval_pairs = build_trainer(run)
+    out = Path(run.config.output_dir)
+    metrics_path = out / "metrics.jsonl"
+    use_tidpo_progress(trainer)
+    trainer.add_callback(MetricsJsonlCallback(metrics_path, append=bool(run.config.resume_from_checkpoint)))
+    eval_before = trainer.evaluate() if run.script.eval_before else None
+    result = trainer.train(resume_from_checkpoint=run.config.resume_from_checkpoint)
+    eval_after = _final_eval(trainer) if trainer.eval_dataset is not None else None
+    trainer.save_model()
+    if not trainer.is_world_process_zero():
+        return 0
+    curves = None
+    if has_curves(metrics_path):  # a run too short to log has nothing to draw; the report says so
+        curves = plot_training_curves(metrics_path, out / "training_curves.png", title=f"tidpo train: {out.name}")
+    summary = RunSummary(
+        model=run.script.model,
+        dataset=run.script.dataset,
+        train_pairs=train_pairs,
+        config=run.config,
+        eval_dataset=run.script.eval_dataset,
+        eval_pairs=eval_pairs,
+        lora=run.lora.summary(),
+        train_metrics=_last_train_log(trainer.state.log_history),
+        eval_before=eval_before,
+        eval_after=eval_after,
+        argv=argv,
+    )
+    card = write_model_card(out / "README.md", summary)
+    _print_report(run, result.metrics, eval_after, metrics_path, curves, card, time.perf_counter() - start)
+    return 0
+
+
+def _final_eval(trainer) -> dict:
+    """The end-of-training evaluation, reusing one that ``--eval_strategy`` just ran at the last step."""
+    for row in reversed(trainer.state.log_history):
+        if "eval_loss" in row:
+            if row.get("step") == trainer.state.global_step:
+                return row
+            break
+    return trainer.evaluate()
+
+
+def _last_train_log(history: list[dict]) -> dict:
+    """The last logged training values (the end-of-training summary row adds the metrics averaged after it)."""
+    merged: dict = {}
+    for row in history:
+        if not any(key.startswith("eval_") for key in row):
+            merged.update({k: v for k, v in row.items() if "/" in k or k == "loss"})
+    return merged
+
+
+def _print_report(run: TrainRun, train_metrics, eval_after, metrics_path, curves, card, seconds: float) -> None:
+    out = Path(run.config.output_dir)
+    what = "LoRA adapter" if run.lora.use_lora else "model"
+    lines = [f"\ntidpo train: done in {seconds:.1f} s (train_loss {train_metrics['train_loss']:.4g})"]
+    if eval_after:
+        acc, margin = eval_after.get("eval_rewards/accuracies"), eval_after.get("eval_rewards/margins")
+        lines.append(f"  held-out reward accuracy {acc:.3f}, margin {margin:.4g}")
+    rows = [
+        (f"{what} + tokenizer", out),
+        ("metrics (one JSON line per log)", metrics_path),
+        ("training curves", curves or "none: nothing was logged (lower --logging_steps)"),
+        ("model card", card),
+    ]
+    if "tensorboard" in run.config.report_to:
+        rows.append(("tensorboard logs", f"{out / 'runs'}  (tensorboard --logdir {out / 'runs'})"))
+    width = max(len(label) for label, _ in rows)
+    lines += [f"  {label:<{width}}  {path}" for label, path in rows]
+    print("\n".join(lines))

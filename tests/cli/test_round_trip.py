@@ -1,0 +1,71 @@
+"""``tidpo train`` then ``tidpo eval`` on a tiny model saved as a local folder (the ``trained_tiny`` fixture)."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tidpo.cli.main import main as tidpo
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def front_matter(readme) -> dict:
+    text = readme.read_text()
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def metrics_rows(folder) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_lora_run_writes_adapter_metrics_curves_and_card(trained_tiny):
+    out = trained_tiny.lora
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert (out / "tokenizer_config.json").is_file()
+    assert (out / "training_curves.png").read_bytes().startswith(PNG_SIGNATURE)
+    meta = front_matter(out / "README.md")
+    assert meta["library_name"] == "peft" and meta["tags"] == ["tidpo", "ti-dpo", "dpo"]
+    card = (out / "README.md").read_text()
+    assert "| β (beta) | 0.1 |" in card and "before training" in card and "tidpo train --model" in card
+
+
+def test_metrics_jsonl_has_every_step_and_the_baseline_eval(trained_tiny):
+    rows = metrics_rows(trained_tiny.lora)
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
+    assert all("rewards/accuracies" in r and "epoch" in r for r in train_rows)
+    evals = [r for r in rows if "eval_rewards/accuracies" in r]
+    assert [r["step"] for r in evals] == [0, 4]  # --eval_before, then the end of training
+    assert evals[0]["eval_loss"] == 0.6931471824645996  # π_θ = π_ref before training: log 2
+
+
+def test_full_run_writes_model_and_card(trained_tiny):
+    out = trained_tiny.full
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    assert not (out / "adapter_config.json").exists()
+    assert front_matter(out / "README.md")["library_name"] == "transformers"
+    assert (out / "training_curves.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert list((out / "runs").glob("*/events.out.tfevents.*"))  # --report_to tensorboard, offline
+
+
+def test_eval_of_adapter_uses_its_base_as_reference(trained_tiny, capsys):
+    out = trained_tiny.lora
+    assert tidpo(["eval", "--model", str(out), "--dataset", str(trained_tiny.assets.eval_file)]) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["pairs"] == 4 and 0.0 <= results["rewards/accuracies"] <= 1.0
+    assert "adapter's base model" in results["ref"]
+    printed = capsys.readouterr().out
+    assert "preference accuracy" in printed and "eval_results.json" in printed
+
+
+def test_eval_of_full_model_with_ref(trained_tiny, tmp_path):
+    output = tmp_path / "results.json"
+    argv = ["eval", "--model", str(trained_tiny.full), "--ref", str(trained_tiny.assets.base)]
+    argv += ["--dataset", str(trained_tiny.assets.eval_file), "--max_pairs", "2", "--output", str(output)]
+    assert tidpo(argv) == 0
+    results = json.loads(output.read_text())
+    assert results["pairs"] == 2
+    assert {"rewards/accuracies", "rewards/margins", "logps/chosen", "kl/chosen", "kl/rejected"} <= set(results)

@@ -1,0 +1,114 @@
+"""``tidpo train`` argument parsing: TIDPOConfig flags, LoRA flags, the YAML file and its overrides, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import tidpo as tidpo_package
+from tidpo.cli.common import CLIError
+from tidpo.cli.main import main as tidpo
+from tidpo.cli.train import parse_train_args
+
+REQUIRED = ["--model", "m", "--dataset", "d.jsonl", "--output_dir", "out"]
+
+
+def test_config_flag_reaches_the_config():
+    run = parse_train_args([*REQUIRED, "--beta", "0.3", "--importance", "prior", "--learning_rate", "5e-6"])
+    assert (run.config.beta, run.config.importance, run.config.learning_rate) == (0.3, "prior", 5e-6)
+    assert run.config.kl_mode == "tdpo2"  # the paper preset fills what was not given
+    assert run.config.save_strategy == "no"  # the command line's default
+
+
+def test_lora_flags_build_a_lora_config():
+    run = parse_train_args([*REQUIRED, "--use_lora", "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", "0"])
+    peft = run.lora.to_peft()
+    assert (peft.r, peft.lora_alpha, peft.lora_dropout, peft.target_modules) == (8, 16, 0.0, "all-linear")
+    named = parse_train_args([*REQUIRED, "--use_lora", "--lora_target_modules", "q_proj", "v_proj"])
+    assert set(named.lora.to_peft().target_modules) == {"q_proj", "v_proj"}
+    assert parse_train_args(REQUIRED).lora.to_peft() is None
+
+
+def test_lora_flag_without_use_lora_is_an_error():
+    with pytest.raises(CLIError, match="--lora_r .*--use_lora"):
+        parse_train_args([*REQUIRED, "--lora_r", "8"])
+
+
+def test_yaml_file_is_read_and_flags_override_it(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("beta: 0.2\nlearning_rate: 5e-4\nuse_lora: true\nlora_r: 4\neval_strategy: 'no'\nmodel: m\n")
+    run = parse_train_args(["--config", str(config), "--dataset", "d.jsonl", "--output_dir", "o", "--beta", "0.5"])
+    assert run.config.beta == 0.5  # the flag wins
+    assert run.config.learning_rate == 5e-4  # PyYAML reads 5e-4 as text; converted like the flag would be
+    assert (run.lora.use_lora, run.lora.lora_r, run.script.model) == (True, 4, "m")
+
+
+def test_unknown_yaml_key_names_key_and_file(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("learnin_rate: 0.1\n")
+    with pytest.raises(CLIError, match=r"'learnin_rate' in .*run\.yaml; did you mean 'learning_rate'"):
+        parse_train_args([*REQUIRED, "--config", str(config)])
+
+
+def test_bad_yaml_value_names_key_and_file(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("eval_strategy: no\n")  # YAML reads an unquoted `no` as false
+    with pytest.raises(CLIError, match=r"run\.yaml: key 'eval_strategy'.*quote it"):
+        parse_train_args([*REQUIRED, "--config", str(config)])
+
+
+def test_missing_yaml_file(tmp_path):
+    with pytest.raises(CLIError, match="--config .*nope.yaml: no such file"):
+        parse_train_args([*REQUIRED, "--config", str(tmp_path / "nope.yaml")])
+
+
+def test_unknown_flag_exits_2_with_one_line(capsys):
+    assert tidpo(["train", *REQUIRED, "--learnin_rate", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("tidpo train: error: unrecognized argument '--learnin_rate'")
+    assert "did you mean '--learning_rate'" in err
+
+
+def test_bad_config_value_exits_2(capsys):
+    assert tidpo(["train", *REQUIRED, "--beta", "-1"]) == 2
+    assert "beta must be > 0, got -1.0" in capsys.readouterr().err
+
+
+def test_bad_value_type_names_the_flag(capsys):
+    assert tidpo(["train", *REQUIRED, "--max_steps", "many"]) == 2
+    assert "--max_steps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("missing", "flag"), [(0, "--model"), (2, "--dataset"), (4, "--output_dir")])
+def test_required_options(missing, flag):
+    argv = REQUIRED[:missing] + REQUIRED[missing + 2 :]
+    with pytest.raises(CLIError, match=f"{flag} is required"):
+        parse_train_args(argv)
+
+
+def test_eval_before_needs_eval_dataset():
+    with pytest.raises(CLIError, match="--eval_before needs --eval_dataset"):
+        parse_train_args([*REQUIRED, "--eval_before"])
+
+
+def test_help_runs(capsys):
+    assert tidpo(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        tidpo(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--lora_target_modules" in out and "--importance_mix" in out and "--config" in out
+
+
+SHIPPED_YAML = sorted(Path(tidpo_package.__file__).parent.glob("resources/*.yaml")) + sorted(
+    (Path(__file__).parents[2] / "examples").glob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("path", SHIPPED_YAML, ids=lambda p: p.name)
+def test_shipped_yaml_files_parse(path):
+    run = parse_train_args(["--config", str(path), *REQUIRED])
+    assert run.config.output_dir == "out"
