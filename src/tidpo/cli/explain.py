@@ -1,0 +1,116 @@
+"""``tidpo explain``: each response token of a few preference pairs shaded by its TI-DPO weight (HTML, PNG, JSON).
+
+The weights are computed exactly as training computes them (see :mod:`tidpo.eval.explain`), from the given model
+as the policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tidpo.cli.common import CLIError
+
+# The paper preset's values (SPEC §5); tests/cli/test_explain.py checks them against TIDPOConfig's PRESETS, which is
+# not imported here so that `tidpo explain --help` stays fast.
+DEFAULT_MIX = 0.7
+DEFAULT_SIGMA_DIV = 4.0
+DEFAULT_SPAN = "response"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidpo explain",
+        description=(
+            "Write explain.html (every response token shaded by its TI-DPO weight, with the gradient and prior "
+            "components), explain.png (the first pairs) and explain.json (all numbers) for the first N pairs."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="a local model folder, PEFT adapter folder or built-in name")
+    parser.add_argument("--dataset", required=True, help="a preference file/folder or built-in dataset name")
+    parser.add_argument("--split", default="train", help="dataset split (default: %(default)s)")
+    parser.add_argument("--n", type=int, default=8, help="pairs to explain (default: %(default)s)")
+    parser.add_argument("--output_dir", default="explain", help="where the files go (default: %(default)s)")
+    parser.add_argument(
+        "--importance_mix", type=float, default=DEFAULT_MIX, help="λ of Eq. 8, in [0, 1] (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--prior_sigma_div", type=float, default=DEFAULT_SIGMA_DIV, help="σ = T / this, Eq. 7 (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--weight_span",
+        choices=("response", "sequence"),
+        default=DEFAULT_SPAN,
+        help="span the components are normalised over (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max_length", type=int, default=512, help="prompt + response tokens kept per row (default: %(default)s)"
+    )
+    parser.add_argument("--batch_size", type=int, default=2, help="pairs per forward pass (default: %(default)s)")
+    parser.add_argument("--png_pairs", type=int, default=4, help="pairs drawn in explain.png (default: %(default)s)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    checks = [
+        ("--n", args.n >= 1, ">= 1"),
+        ("--importance_mix", 0.0 <= args.importance_mix <= 1.0, "in [0, 1]"),
+        ("--prior_sigma_div", args.prior_sigma_div > 0, "> 0"),
+        ("--max_length", args.max_length >= 2, ">= 2"),
+        ("--batch_size", args.batch_size >= 1, ">= 1"),
+        ("--png_pairs", args.png_pairs >= 1, ">= 1"),
+    ]
+    for option, ok, rule in checks:
+        if not ok:
+            raise CLIError(f"{option} must be {rule}, got {getattr(args, option[2:])}")
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise CLIError(f"--output_dir {output_dir} exists and is not a folder; pick another path")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    _check_args(args)
+    import torch
+    from datasets.utils.logging import disable_progress_bar
+
+    from tidpo.cli.common import load_causal_lm, load_dataset_arg
+    from tidpo.data import PreferenceDataError
+    from tidpo.eval.explain import explain_pairs
+    from tidpo.eval.render import write_explanation
+
+    disable_progress_bar()
+    dataset = load_dataset_arg(args.dataset, args.split)  # before the model: a bad path fails fast
+    model, tokenizer = load_causal_lm(args.model)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model.to(device)
+    except (RuntimeError, AssertionError) as err:
+        raise CLIError(f"--device {device!r}: {str(err).splitlines()[0]}") from err
+    try:
+        explanation = explain_pairs(
+            model,
+            tokenizer,
+            dataset,
+            args.n,
+            mix=args.importance_mix,
+            sigma_div=args.prior_sigma_div,
+            span=args.weight_span,
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+            name=args.split,
+        )
+    except PreferenceDataError as err:
+        raise CLIError(str(err)) from err
+    if not explanation.pairs:
+        raise CLIError(f"no pair of {args.dataset} fits --max_length {args.max_length}; raise it")
+    explanation.model, explanation.dataset = args.model, f"{args.dataset} ({args.split})"
+    for pair in explanation.pairs:
+        print(
+            f"row {pair.row + 1}: chosen {pair.chosen.num_tokens} tokens (max w {pair.chosen.max_weight:.2f}), "
+            f"rejected {pair.rejected.num_tokens} tokens (max w {pair.rejected.max_weight:.2f})"
+        )
+    for path in write_explanation(explanation, args.output_dir, png_pairs=args.png_pairs).values():
+        print(path)
+    return 0

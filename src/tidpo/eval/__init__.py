@@ -1,0 +1,32 @@
+"""Evaluation and inspection of TI-DPO models: :mod:`tidpo.eval.explain` computes each response token's TI-DPO
+weight and its components; :mod:`tidpo.eval.render` draws them (HTML page, PNG).
+
+Names load on first access, so importing the package stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "BatchExplanation": "tidpo.eval.explain",
+    "Explanation": "tidpo.eval.explain",
+    "PairExplanation": "tidpo.eval.explain",
+    "ResponseExplanation": "tidpo.eval.explain",
+    "explain_batch": "tidpo.eval.explain",
+    "explain_pairs": "tidpo.eval.explain",
+    "token_texts": "tidpo.eval.explain",
+    "render_html": "tidpo.eval.render",
+    "render_png": "tidpo.eval.render",
+    "write_explanation": "tidpo.eval.render",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tidpo.eval' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

@@ -1,0 +1,335 @@
+"""Drawing an :class:`~tidpo.eval.explain.Explanation`: one self-contained HTML page and a PNG overview.
+
+Colour scale (both outputs): a token's value ``v`` (its weight ``w``, or a component's share × ``T``, where 1 is an
+even share) is shaded on ``log2 v``: white at 1, orange up to ``v ≥ 4``, blue-grey down to ``v ≤ 1/4``.
+The HTML page needs no script and no external file: per-pair tabs are radio buttons and CSS, and each token's
+three shades are CSS variables on its one ``<span>``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from pathlib import Path
+
+from tidpo.eval.explain import Explanation, PairExplanation, ResponseExplanation
+
+ORANGE = (255, 150, 40)  # v >= 4
+BLUE_GREY = (118, 142, 175)  # v <= 1/4
+SCALE_OCTAVES = 2.0  # log2 v at which the shade saturates
+LEGEND_VALUES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+PROMPT_TAIL_CHARS = 300
+VIEWS = (("w", "weight w"), ("g", "gradient I/ΣI"), ("p", "prior P"))
+
+
+def shade_fraction(value: float) -> float:
+    """``log2 value / 2`` clipped to [-1, 1]: -1 blue-grey, 0 white, 1 orange."""
+    if not math.isfinite(value):
+        return 1.0
+    return max(-1.0, min(1.0, math.log2(max(value, 1e-9)) / SCALE_OCTAVES))
+
+
+def shade_rgb(value: float) -> tuple[int, int, int]:
+    t = shade_fraction(value)
+    end = ORANGE if t >= 0 else BLUE_GREY
+    return tuple(round(255 + abs(t) * (c - 255)) for c in end)
+
+
+def shade_hex(value: float) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*shade_rgb(value))
+
+
+def _component_values(side: ResponseExplanation) -> dict[str, list[float]]:
+    """The three shaded quantities per token; the two shares are scaled by ``T`` so that 1 is an even share."""
+    scale = side.span_length
+    return {
+        "w": side.weights,
+        "g": [g * scale for g in side.gradient_share],
+        "p": [p * scale for p in side.prior],
+    }
+
+
+# ---- HTML ---------------------------------------------------------------------------------------------------
+CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1d1d1f;
+ margin:0 auto;max-width:1400px;padding:16px 24px;background:#fff}
+h1{font-size:22px;margin:4px 0 8px} h2{font-size:17px;margin:0 0 6px} h3{font-size:15px;margin:0}
+.help{color:#333;max-width:1000px;margin:4px 0} .settings{color:#555;font-size:13px}
+.legend{display:flex;flex-wrap:wrap;gap:2px;align-items:center;margin:10px 0 18px;font-size:13px}
+.legend .sw{display:inline-block;min-width:44px;text-align:center;padding:2px 4px;border:1px solid #ccc}
+.legend .cap{margin-right:8px;color:#444}
+.pair{border-top:2px solid #ddd;padding:14px 0 18px}
+.prompt{color:#6b6b6b;font-size:13px;white-space:pre-wrap;overflow-wrap:anywhere;border-left:3px solid #ddd;
+ padding:2px 10px;margin:4px 0 10px;max-height:14em;overflow:auto}
+details.prompt summary{cursor:pointer;color:#888} details[open]+.tail{display:none}
+.tabs input{position:absolute;opacity:0;pointer-events:none}
+.tabs label{display:inline-block;font-size:13px;padding:2px 12px;margin-right:4px;border:1px solid #ccc;
+ border-radius:4px;cursor:pointer;color:#444;background:#f6f6f6}
+.tabs input:checked+label{background:#333;color:#fff;border-color:#333}
+.cols{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:20px;margin-top:10px}
+.side{min-width:0;border:1px solid #e4e4e4;border-radius:6px;padding:8px 12px}
+.sum{font-size:12.5px;color:#555;margin:2px 0 8px} .sum .item{white-space:nowrap}
+.text{white-space:pre-wrap;overflow-wrap:anywhere;line-height:1.9;tab-size:4}
+.tok{background:var(--w);border-radius:2px;box-shadow:inset -1px 0 0 rgba(0,0,0,.10);padding:1px 0}
+.tok:hover{outline:1px solid #222}
+.vg:checked~.cols .tok{background:var(--g)} .vp:checked~.cols .tok{background:var(--p)}
+.nl{color:#555}
+"""
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _token_html(text: str) -> str:
+    if text == "":  # the first bytes of a character that the next token completes
+        return '<span class="nl">·</span>'
+    return _e(text).replace("\n", '<span class="nl">↵</span>\n')
+
+
+def _token_title(text: str, side: ResponseExplanation, i: int) -> str:
+    scale = side.span_length
+    lines = [
+        f"token {text!r}",
+        f"weight w = {side.weights[i]:.3f}",
+        f"gradient share I/ΣI = {side.gradient_share[i]:.4f} (×T = {side.gradient_share[i] * scale:.2f})",
+        f"prior P = {side.prior[i]:.4f} (×T = {side.prior[i] * scale:.2f})",
+        f"attribution I = {side.attributions[i]:.4g}",
+        f"log p = {side.logps[i]:.3f}",
+    ]
+    return _e("\n".join(lines)).replace("\n", "&#10;")
+
+
+def _last_token(side: ResponseExplanation) -> str:
+    """How summaries name the last token: the response's EOS unless ``max_length`` cut the response."""
+    return "last token" if side.tokens_cut else "final EOS"
+
+
+def _side_html(label: str, side: ResponseExplanation) -> str:
+    values = _component_values(side)
+    spans = []
+    for i, text in enumerate(side.tokens):
+        style = ";".join(f"--{key}:{shade_hex(values[key][i])}" for key in ("w", "g", "p"))
+        # the nl marker is a nested span only for newline tokens; count tokens by class="tok"
+        spans.append(
+            f'<span class="tok" style="{style}" title="{_token_title(text, side, i)}">{_token_html(text)}</span>'
+        )
+    total_logp = sum(side.logps)
+    items = [
+        f"{side.num_tokens} tokens",
+        f"max w {side.max_weight:.2f}",
+        f"{_last_token(side)} w {side.weights[-1]:.2f}",
+        f"effective tokens (Σw)²/Σw² {side.effective_tokens:.1f} of {side.num_tokens}",
+        f"log p {total_logp:.1f} (mean {total_logp / max(side.num_tokens, 1):.2f})",
+    ]
+    if side.tokens_cut:
+        items.append(f"{side.tokens_cut} more tokens cut by max_length")
+    summary = " · ".join(f'<span class="item">{_e(item)}</span>' for item in items)
+    # spans are joined without whitespace: the text between them would otherwise show up in the response
+    return (
+        f'<div class="side"><h3>{_e(label)}</h3><div class="sum">{summary}</div>'
+        f'<div class="text">{"".join(spans)}</div></div>'
+    )
+
+
+def _prompt_display(prompt: str) -> str:
+    """The prompt for reading: outer whitespace and runs of blank lines dropped (the prompt is context only)."""
+    return re.sub(r"\n\s*\n", "\n", prompt.strip())
+
+
+def _prompt_html(prompt: str) -> str:
+    prompt = _prompt_display(prompt)
+    if len(prompt) <= PROMPT_TAIL_CHARS:
+        return f'<div class="prompt">{_e(prompt)}</div>'
+    tail = "…" + prompt[-PROMPT_TAIL_CHARS:]
+    return (
+        f'<details class="prompt"><summary>prompt: showing its last {PROMPT_TAIL_CHARS} of {len(prompt)} '
+        f'characters; click for all</summary>{_e(prompt)}</details><div class="prompt tail">{_e(tail)}</div>'
+    )
+
+
+def _pair_html(k: int, pair: PairExplanation) -> str:
+    tabs = "".join(
+        f'<input type="radio" name="view{k}" id="v{k}{key}" class="v{key}"{" checked" if key == "w" else ""}>'
+        f'<label for="v{k}{key}">{_e(label)}</label>'
+        for key, label in VIEWS
+    )
+    return (
+        f'<section class="pair"><h2>Pair {k + 1} <small style="color:#888;font-weight:normal">(dataset row '
+        f"{pair.row + 1})</small></h2>{_prompt_html(pair.prompt)}"
+        f'<div class="tabs">{tabs}<div class="cols">'
+        f"{_side_html('chosen', pair.chosen)}{_side_html('rejected', pair.rejected)}</div></div></section>"
+    )
+
+
+def _legend_html() -> str:
+    swatches = []
+    for value in LEGEND_VALUES:
+        text = "≤ 0.25" if value == LEGEND_VALUES[0] else "≥ 4" if value == LEGEND_VALUES[-1] else f"{value:g}"
+        swatches.append(f'<span class="sw" style="background:{shade_hex(value)}">{text}</span>')
+    return f'<div class="legend"><span class="cap">colour scale (log):</span>{"".join(swatches)}</div>'
+
+
+def render_html(explanation: Explanation) -> str:
+    """The whole page as a string (UTF-8, inline CSS, no script, no external asset; all text escaped)."""
+    e = explanation
+    settings = (
+        f"model {e.model or '?'} · dataset {e.dataset or '?'} · λ (importance_mix) = {e.mix:g} · "
+        f"σ = T / {e.sigma_div:g} · weight_span = {e.span} · max_length = {e.max_length} · {len(e.pairs)} pairs"
+    )
+    help_text = (
+        "Each response token is shaded by its TI-DPO weight w: the factor on its log-probability ratio in the "
+        "token-weighted DPO reward (Eq. 8, w ∝ λ·I/ΣI + (1 − λ)·P, rescaled to mean 1 over the response). "
+        "Orange: w > 1, the token counts more than an average token of its response; blue-grey: w < 1, it counts "
+        "less; white: w ≈ 1. Hover a token for its numbers. The tabs of each pair switch the shading to the "
+        "gradient component I/ΣI (Eqs. 5–6: how strongly the token's input embedding moves the top logit at the "
+        "final EOS) or to the Gaussian position prior P (Eq. 7), both times T, so that 1 is an even share."
+    )
+    body = "".join(_pair_html(k, pair) for k, pair in enumerate(e.pairs))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>TI-DPO token weights</title><style>{CSS}</style></head><body>"
+        f'<h1>TI-DPO token weights</h1><p class="help">{_e(help_text)}</p>'
+        f'<div class="settings">{_e(settings)}</div>{_legend_html()}{body}</body></html>\n'
+    )
+
+
+# ---- PNG ----------------------------------------------------------------------------------------------------
+PNG_FONT = "DejaVu Sans Mono"
+PNG_FONT_SIZE = 9.0
+PNG_CHAR_IN = 0.6021 * PNG_FONT_SIZE / 72  # advance width of one monospace character, inches
+PNG_LINE_IN = 1.9 * PNG_FONT_SIZE / 72
+PNG_PANEL_CHARS = 78  # characters per line in each of the two columns
+PNG_GAP_CHARS = 5
+PNG_MAX_LINES = 14  # token lines per response; the rest is summarised
+PNG_TOKEN_CHARS = 22  # longer tokens are shortened
+
+
+def _font_charset() -> set[int]:
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    path = font_manager.findfont(font_manager.FontProperties(family=PNG_FONT), fallback_to_default=True)
+    return set(FT2Font(path).get_charmap())
+
+
+def _in_font(text: str, charset: set[int]) -> str:
+    return "".join(ch if ord(ch) in charset else "□" for ch in text)
+
+
+def _png_label(text: str, charset: set[int]) -> str:
+    text = _in_font(text.replace("\n", "↵").replace("\t", "→").replace("\r", ""), charset) or "·"
+    return text if len(text) <= PNG_TOKEN_CHARS else text[: PNG_TOKEN_CHARS - 1] + "…"
+
+
+Box = tuple[int, float, str, float]  # (line, x in characters, label, weight)
+
+
+def _layout(side: ResponseExplanation, charset: set[int]) -> tuple[list[Box], int]:
+    """Token boxes wrapped at ``PNG_PANEL_CHARS`` (a token with a newline ends its line), and the lines used."""
+    boxes, line, x = [], 0, 0.0
+    for text, weight in zip(side.tokens, side.weights, strict=True):
+        label = _png_label(text, charset)
+        if x > 0 and x + len(label) > PNG_PANEL_CHARS:
+            line, x = line + 1, 0.0
+        if line >= PNG_MAX_LINES:
+            break
+        boxes.append((line, x, label, weight))
+        x += len(label) + 0.35
+        if "\n" in text:
+            line, x = line + 1, 0.0
+    lines = min(line + (x > 0), PNG_MAX_LINES)
+    return boxes, lines + (len(boxes) < side.num_tokens)  # one more line for the "not shown" note
+
+
+def render_png(explanation: Explanation, path: str | Path, max_pairs: int = 4, dpi: int = 130) -> Path:
+    """Token boxes shaded by weight for the first ``max_pairs`` pairs, chosen left and rejected right.
+
+    One axis unit is one character of the monospace font and one text line, so boxes fit their labels exactly.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+
+    charset = _font_charset()
+    pairs = explanation.pairs[:max_pairs]
+    layouts = [[_layout(side, charset) for side in (p.chosen, p.rejected)] for p in pairs]
+    heights = [3 + max(lines for _, lines in sides) for sides in layouts]  # prompt + summary + blank line
+    width_chars = 2 * PNG_PANEL_CHARS + PNG_GAP_CHARS
+    margin_in, top_in, bottom_in = 0.3, 0.55, 0.85
+    fig_w = width_chars * PNG_CHAR_IN + 2 * margin_in
+    fig_h = top_in + sum(heights) * PNG_LINE_IN + bottom_in
+    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="white")
+    title = (
+        f"TI-DPO token weights w (mean 1 per response)   λ = {explanation.mix:g}, σ = T/{explanation.sigma_div:g}, "
+        f"span = {explanation.span}   {explanation.model}"
+    )
+    fig.text(margin_in / fig_w, 1 - 0.3 / fig_h, title, fontsize=11, fontweight="bold", va="center", parse_math=False)
+    y_in = fig_h - top_in
+    for k, (pair, sides, height) in enumerate(zip(pairs, layouts, heights, strict=True)):
+        y_in -= height * PNG_LINE_IN
+        rect = (margin_in / fig_w, y_in / fig_h, width_chars * PNG_CHAR_IN / fig_w, height * PNG_LINE_IN / fig_h)
+        ax = fig.add_axes(rect)
+        ax.set_xlim(0, width_chars)
+        ax.set_ylim(height, 0)
+        ax.axis("off")
+        prompt = _in_font(" ".join(pair.prompt.split())[-(width_chars - 30) :], charset)  # its end, on one line
+        ax.text(0, 0.5, f"pair {k + 1} (row {pair.row + 1})  prompt …{prompt}", color="#666", **_TEXT)
+        for column, (name, side, (boxes, _)) in enumerate(
+            zip(("chosen", "rejected"), (pair.chosen, pair.rejected), sides, strict=True)
+        ):
+            _draw_side(ax, column * (PNG_PANEL_CHARS + PNG_GAP_CHARS), name, side, boxes)
+    _draw_colorbar(fig)
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+_TEXT = {"family": PNG_FONT, "fontsize": PNG_FONT_SIZE, "va": "center", "ha": "left", "parse_math": False}
+
+
+def _draw_side(ax, x0: float, name: str, side: ResponseExplanation, boxes: list[Box]) -> None:
+    from matplotlib.patches import Rectangle
+
+    summary = (
+        f"{name}: {side.num_tokens} tokens, max w {side.max_weight:.2f}, "
+        f"effective {side.effective_tokens:.1f}, {_last_token(side)} w {side.weights[-1]:.2f}"
+    )
+    ax.text(x0, 1.5, summary, fontweight="bold", **_TEXT)
+    if len(boxes) < side.num_tokens:
+        note = f"… {side.num_tokens - len(boxes)} more tokens: see explain.html"
+        ax.text(x0, 2.5 + boxes[-1][0] + 1, note, color="#666", **_TEXT)
+    for line, x, label, weight in boxes:
+        y = 2.5 + line
+        box = Rectangle((x0 + x - 0.1, y - 0.42), len(label) + 0.2, 0.84, facecolor=shade_hex(weight))
+        box.set(edgecolor="#b5b5b5", linewidth=0.4)
+        ax.add_patch(box)
+        ax.text(x0 + x, y, label, color="#111", **_TEXT)
+
+
+def _draw_colorbar(fig) -> None:
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+
+    steps = np.linspace(-SCALE_OCTAVES, SCALE_OCTAVES, 256)  # log2 w
+    cmap = ListedColormap([tuple(c / 255 for c in shade_rgb(2.0**s)) for s in steps])
+    fig_h = fig.get_figheight()
+    ax = fig.add_axes((0.3, 0.35 / fig_h, 0.4, 0.16 / fig_h))
+    ax.imshow(steps[None, :], aspect="auto", cmap=cmap, extent=(-SCALE_OCTAVES, SCALE_OCTAVES, 0, 1))
+    ax.set_xticks([-2, -1, 0, 1, 2], ["≤ 0.25", "0.5", "1", "2", "≥ 4"], fontsize=8)
+    ax.set_yticks([])
+    ax.set_title("w: orange = more important than average, blue-grey = less", fontsize=8.5, pad=3)
+
+
+# ---- all outputs --------------------------------------------------------------------------------------------
+def write_explanation(explanation: Explanation, output_dir: str | Path, png_pairs: int = 4) -> dict[str, Path]:
+    """Write ``explain.html``, ``explain.png`` and ``explain.json`` into ``output_dir`` (created if needed)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    html_path = output_dir / "explain.html"
+    html_path.write_text(render_html(explanation), encoding="utf-8")
+    return {
+        "html": html_path,
+        "png": render_png(explanation, output_dir / "explain.png", max_pairs=png_pairs),
+        "json": explanation.save_json(output_dir / "explain.json"),
+    }
