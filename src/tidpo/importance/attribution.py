@@ -36,11 +36,15 @@ def attribution_target(logits: Tensor, attention_mask: Tensor) -> Tensor:
     """``Σ_b max_v logits[b, last_b, v]`` (Eq. 5), the scalar whose input gradient gives every row's attribution.
 
     Args:
-        logits: ``(B, L, V)``.
+        logits: ``(B, L, V)``, or ``(B, V)`` already taken at each row's last real token (a caller that never
+            builds full logits computes only these).
         attention_mask: ``(B, L)``.
     """
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    last_logits = logits[rows, last_token_index(attention_mask)]  # (B, V)
+    if logits.ndim == 2:
+        last_logits = logits
+    else:
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        last_logits = logits[rows, last_token_index(attention_mask)]  # (B, V)
     return last_logits.max(-1).values.sum()  # Eq. (5)
 
 
@@ -50,7 +54,7 @@ def embedding_attributions(
     """L1 norm of ``∂L_target/∂e_i`` per token, from a graph that links ``inputs_embeds`` to ``logits``.
 
     Args:
-        logits: ``(B, L, V)`` computed from ``inputs_embeds``.
+        logits: ``(B, L, V)`` computed from ``inputs_embeds``, or ``(B, V)`` at the last real tokens.
         inputs_embeds: ``(B, L, D)`` the embedding-lookup output fed to the model (leaf or not).
         attention_mask: ``(B, L)``; padding positions get attribution 0.
         retain_graph: keep the graph for a later backward (the fused training step needs it).
@@ -67,7 +71,8 @@ def embedding_attributions(
 def separate_attributions(
     logits_fn: Callable[[Tensor], Tensor], inputs_embeds: Tensor, attention_mask: Tensor
 ) -> Tensor:
-    """Attribution from a separate forward: ``logits_fn`` maps ``(B, L, D)`` embeddings to ``(B, L, V)`` logits.
+    """Attribution from a separate forward: ``logits_fn`` maps ``(B, L, D)`` embeddings to ``(B, L, V)`` logits
+    (or ``(B, V)`` logits at the last real tokens).
 
     The embeddings are detached first, so nothing flows back into the training graph.
     """

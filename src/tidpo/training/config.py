@@ -103,6 +103,15 @@ class TIDPOConfig(TrainingArguments):
             "'fused': attribution gradient from the training forward's own graph; 'separate': a second forward."
         ),
     )
+    chunked_logits: bool = field(
+        default=True,
+        metadata=_help(
+            "Take log-probs and KL from the final hidden states at the response tokens, in chunks, never "
+            "building (rows, length, vocab) logits; models whose output layer is not a plain bias-free linear "
+            "map use full logits (a warning says so). Same numbers either way."
+        ),
+    )
+    logits_chunk_size: int = field(default=1024, metadata=_help("Response tokens per chunk with chunked_logits."))
     anchor_max_new_tokens: int = field(default=64, metadata=_help("Anchor sampling: most new tokens (SPEC §4)."))
     anchor_temperature: float = field(default=0.8, metadata=_help("Anchor sampling temperature."))
     anchor_top_k: int = field(default=50, metadata=_help("Anchor sampling top-k."))
@@ -171,6 +180,7 @@ class TIDPOConfig(TrainingArguments):
             ("anchor_temperature", self.anchor_temperature > 0, "> 0"),
             ("anchor_top_p", 0 < self.anchor_top_p <= 1, "in (0, 1]"),
             ("max_length", self.max_length is None or self.max_length >= 2, ">= 2 or None"),
+            ("logits_chunk_size", self.logits_chunk_size >= 1, ">= 1"),
         ]
         for name, ok, rule in checks:
             if not ok:

@@ -20,11 +20,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from tidpo.data import PreferenceCollator, load_preference_data, tokenize_preference_dataset
 from tidpo.importance import embedding_attributions, separate_attributions, token_weights
 from tidpo.losses import preference_loss, sequence_kl, ti_dpo_objective, triplet_loss, weighted_logratio
-from tidpo.ops import left_align, per_token_kl, per_token_logps
+from tidpo.ops import left_align
 from tidpo.training.anchor import sample_anchors
 from tidpo.training.config import TIDPOConfig
 from tidpo.training.metrics import MetricBuffer, effective_token_count
 from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model, reference_model
+from tidpo.training.scoring import (
+    Features,
+    TokenStats,
+    chunked_head_problem,
+    forward_features,
+    last_token_logits,
+    token_stats,
+)
 
 logger = logging.getLogger("tidpo")
 TOKENIZED_COLUMNS = {"prompt_ids", "chosen_ids", "rejected_ids"}
@@ -32,11 +40,10 @@ TOKENIZED_COLUMNS = {"prompt_ids", "chosen_ids", "rejected_ids"}
 
 @dataclass
 class PolicyOutput:
-    """The policy's logits ``(2B, L, V)`` and per-token log-probs ``(2B, L)`` (chosen rows first) and, when
+    """The policy's forward output (hidden states or logits, ``(2B, L, ·)``, chosen rows first) and, when
     computed, the attributions ``(2B, L)``."""
 
-    logits: Tensor
-    per_token_logps: Tensor
+    features: Features
     attributions: Tensor | None
 
 
@@ -119,6 +126,7 @@ class TIDPOTrainer(Trainer):
             ref_model.eval().requires_grad_(False)
             self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
         self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
+        self._chunked = self._use_chunked_logits(model, ref_model)
         self.anchor_generation_config = GenerationConfig(
             do_sample=True,
             max_new_tokens=args.anchor_max_new_tokens,
@@ -129,6 +137,16 @@ class TIDPOTrainer(Trainer):
             pad_token_id=processing_class.pad_token_id,
             use_cache=True,
         )
+
+    def _use_chunked_logits(self, model: nn.Module, ref_model: nn.Module | None) -> bool:
+        if not self.args.chunked_logits:
+            return False
+        for name, m in (("policy", model), ("reference", ref_model)):
+            problem = None if m is None else chunked_head_problem(m)
+            if problem is not None:
+                logger.warning("chunked_logits: the %s cannot use it (%s); using full logits", name, problem)
+                return False
+        return True
 
     @staticmethod
     def _prepare_dataset(dataset, tokenizer, args: TIDPOConfig, name: str):
@@ -147,47 +165,59 @@ class TIDPOTrainer(Trainer):
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         completion_mask = inputs["completion_mask"]
         policy = self._policy_forward(model, input_ids, attention_mask, full and self.args.needs_attribution)
-        with reference_model(self._unwrapped(model), self.ref_model) as ref:
-            ref_logits = ref(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-        ref_logps = per_token_logps(ref_logits, input_ids)
+        ref = self._ref_forward(model, input_ids=input_ids, attention_mask=attention_mask)
+        stats = self._token_stats(policy.features, ref, input_ids, completion_mask, self.args.kl_weight > 0)
         weights = self._token_weights(inputs, policy.attributions, uniform=not full)
-        logratio = weighted_logratio(policy.per_token_logps, ref_logps, weights)
-        kl = None
-        if self.args.kl_weight > 0:
-            kl = sequence_kl(per_token_kl(ref_logits, policy.logits), completion_mask).chunk(2)
+        logratio = weighted_logratio(stats.logps, stats.ref_logps, weights)
+        kl = sequence_kl(stats.kl, completion_mask).chunk(2) if stats.kl is not None else None
         base = self._base_losses(logratio.chunk(2), kl)
-        rho = policy.per_token_logps - ref_logps
+        rho = stats.logps - stats.ref_logps
         triplet = self._triplet(model, inputs, rho, mode) if full and self.args.triplet_weight > 0 else None
         out = ti_dpo_objective(base, triplet.loss if triplet else None, self.args.triplet_weight if full else 0.0)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(f"non-finite TI-DPO loss at step {self.state.global_step} ({mode}): {out.loss}")
-        self._record(mode, policy, logratio, weights, completion_mask, kl, out, triplet)
+        self._record(mode, stats, logratio, weights, completion_mask, kl, out, triplet)
         return (out.loss, {"base_losses": base}) if return_outputs else out.loss
 
     def _unwrapped(self, model: nn.Module) -> nn.Module:
         return self.accelerator.unwrap_model(model)
 
+    def _features(self, model: nn.Module, **inputs) -> Features:
+        return forward_features(model, self._chunked, **inputs)
+
+    def _ref_forward(self, model: nn.Module, **inputs) -> Features:
+        with reference_model(self._unwrapped(model), self.ref_model) as ref:
+            return self._features(ref, **inputs)
+
+    def _token_stats(self, policy: Features, ref: Features, input_ids, completion_mask, with_kl: bool) -> TokenStats:
+        chunk = self.args.logits_chunk_size
+        return token_stats(policy, ref, input_ids, completion_mask, with_kl=with_kl, chunk_size=chunk)
+
     def _policy_forward(self, model, input_ids: Tensor, attention_mask: Tensor, attribute: bool) -> PolicyOutput:
-        """Policy logits and log-probs; with ``attribute``, Eqs. 5–6 attributions too (timed)."""
+        """Policy forward; with ``attribute``, Eqs. 5–6 attributions too (timed)."""
         embeds = self._unwrapped(model).get_input_embeddings()(input_ids)
         fused = attribute and self.args.attribution == "fused"
         if fused and not embeds.requires_grad:  # frozen embeddings (LoRA): a leaf to take the gradient at
             embeds = embeds.detach().requires_grad_(True)
         with torch.enable_grad() if fused else contextlib.nullcontext():  # eval_importance runs under no_grad
-            logits = model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).logits
+            features = self._features(model, inputs_embeds=embeds, attention_mask=attention_mask)
         attributions = None
         if attribute:
             start = time.perf_counter()
             if fused:
-                attributions = embedding_attributions(logits, embeds, attention_mask, retain_graph=True)
+                with torch.enable_grad():
+                    target_logits = last_token_logits(features, attention_mask)
+                attributions = embedding_attributions(target_logits, embeds, attention_mask, retain_graph=True)
             else:
                 attributions = separate_attributions(
-                    lambda e: model(inputs_embeds=e, attention_mask=attention_mask, use_cache=False).logits,
+                    lambda e: last_token_logits(
+                        self._features(model, inputs_embeds=e, attention_mask=attention_mask), attention_mask
+                    ),
                     embeds,
                     attention_mask,
                 )
             self._metrics.add(self._mode(model), "time/attribution", self._elapsed(start))
-        return PolicyOutput(logits, per_token_logps(logits, input_ids), attributions)
+        return PolicyOutput(features, attributions)
 
     def _token_weights(self, inputs, attributions: Tensor | None, uniform: bool) -> Tensor:
         args = self.args
@@ -219,10 +249,10 @@ class TIDPOTrainer(Trainer):
         )
         self._metrics.add(mode, "time/anchor_sampling", self._elapsed(start))
         ids, mask = anchors.input_ids, anchors.attention_mask
-        anchor_logps = per_token_logps(model(input_ids=ids, attention_mask=mask, use_cache=False).logits, ids)
-        with reference_model(unwrapped, self.ref_model) as ref:
-            anchor_ref_logps = per_token_logps(ref(input_ids=ids, attention_mask=mask, use_cache=False).logits, ids)
-        anchor = left_align(anchor_logps - anchor_ref_logps, anchors.completion_mask)
+        policy = self._features(model, input_ids=ids, attention_mask=mask)
+        ref = self._ref_forward(model, input_ids=ids, attention_mask=mask)
+        stats = self._token_stats(policy, ref, ids, anchors.completion_mask, with_kl=False)
+        anchor = left_align(stats.logps - stats.ref_logps, anchors.completion_mask)
         chosen, rejected = (
             left_align(r, m) for r, m in zip(rho.chunk(2), inputs["completion_mask"].chunk(2), strict=True)
         )
@@ -230,14 +260,14 @@ class TIDPOTrainer(Trainer):
         return triplet_loss(*anchor, *chosen, *rejected, margin=self.args.triplet_margin)
 
     # ---- metrics --------------------------------------------------------------------------------------------
-    def _record(self, mode, policy, logratio, weights, completion_mask, kl, out, triplet) -> None:
+    def _record(self, mode, stats: TokenStats, logratio, weights, completion_mask, kl, out, triplet) -> None:
         add = self._metrics.add
         chosen_rewards, rejected_rewards = (self.args.beta * logratio.detach()).chunk(2)
         add(mode, "rewards/chosen", chosen_rewards)
         add(mode, "rewards/rejected", rejected_rewards)
         add(mode, "rewards/accuracies", (chosen_rewards > rejected_rewards).float())
         add(mode, "rewards/margins", chosen_rewards - rejected_rewards)
-        sequence_logps = (policy.per_token_logps.detach() * completion_mask).sum(-1)
+        sequence_logps = (stats.logps.detach() * completion_mask).sum(-1)
         add(mode, "logps/chosen", sequence_logps.chunk(2)[0])
         add(mode, "logps/rejected", sequence_logps.chunk(2)[1])
         add(mode, "loss/base", out.base_loss)

@@ -1,0 +1,152 @@
+"""Per-token log-probs and the per-position KL straight from final hidden states and the LM head, in chunks.
+
+The plain route (:func:`tidpo.ops.per_token_logps`, :func:`tidpo.ops.per_token_kl`) materialises ``(B, L, V)``
+logits for every position and keeps fp32 copies of them in the autograd graph. With a 50–150k vocabulary that is
+the largest tensor of a DPO step. Here the caller passes only the ``N`` positions it needs (the response tokens)
+as rows of hidden states ``(N, D)``; logits exist one chunk of rows at a time, in fp32, and are recomputed in the
+backward instead of being stored. Only ``hidden``, the weights and the targets are saved for the backward.
+
+Gradients, for one position with policy probabilities ``p = softmax(z)`` and reference probabilities ``q``:
+``∂ log p[y] / ∂z = onehot(y) − p`` and ``∂ KL(q ‖ p) / ∂z = p − q`` (since ``Σ q = 1``); then
+``∂/∂h = g_z W`` and ``∂/∂W = g_zᵀ h``. Equal to the plain route (tests compare both, values and gradients).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+DEFAULT_CHUNK = 1024
+
+
+@dataclass
+class HeadStats:
+    """Per-position results, each ``(N,)`` float32 (float64 for float64 inputs): the policy log-prob of the
+    target and, when reference hidden states were given, the reference log-prob (constant) and
+    ``KL(π_ref ‖ π_θ)`` over the full vocabulary."""
+
+    logps: Tensor
+    ref_logps: Tensor | None = None
+    kl: Tensor | None = None
+
+
+def _stat_dtype(hidden: Tensor) -> torch.dtype:
+    """fp32, or fp64 for fp64 inputs (bf16/fp16 logits are upcast, as the plain route does)."""
+    return torch.promote_types(hidden.dtype, torch.float32)
+
+
+def _log_softmax_chunk(hidden: Tensor, weight: Tensor) -> Tensor:
+    """``log_softmax(hidden @ weightᵀ)`` in at least fp32: ``(n, D), (V, D) -> (n, V)``."""
+    return torch.log_softmax((hidden @ weight.T).to(_stat_dtype(hidden)), dim=-1)
+
+
+def _kl_rows(ref_logp: Tensor, logp: Tensor) -> Tensor:
+    """``Σ_v q_v (log q_v − log p_v)`` per row; entries with ``q_v = 0`` count 0 (as :func:`tidpo.ops.per_token_kl`)."""
+    q = ref_logp.exp()
+    return torch.where(q > 0, q * (ref_logp - logp), torch.zeros_like(q)).sum(-1)
+
+
+class _ChunkedHead(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, ref_hidden, ref_weight, chunk):
+        with_ref = ref_hidden is not None
+        n = hidden.shape[0]
+        logps = torch.empty(n, dtype=_stat_dtype(hidden), device=hidden.device)
+        ref_logps = torch.empty(n if with_ref else 0, dtype=logps.dtype, device=hidden.device)
+        kl = torch.empty_like(ref_logps)
+        for start in range(0, n, chunk):
+            rows = slice(start, start + chunk)
+            logp = _log_softmax_chunk(hidden[rows], weight)  # (n, V)
+            picked = targets[rows].unsqueeze(-1)
+            logps[rows] = logp.gather(-1, picked).squeeze(-1)
+            if with_ref:
+                ref_logp = _log_softmax_chunk(ref_hidden[rows], ref_weight)
+                ref_logps[rows] = ref_logp.gather(-1, picked).squeeze(-1)
+                kl[rows] = _kl_rows(ref_logp, logp)
+        ctx.chunk = chunk
+        ctx.save_for_backward(hidden, weight, targets, *((ref_hidden, ref_weight) if with_ref else ()))
+        ctx.mark_non_differentiable(ref_logps)
+        return logps, ref_logps, kl
+
+    @staticmethod
+    def backward(ctx, grad_logps, _grad_ref_logps, grad_kl):
+        hidden, weight, targets, *ref = ctx.saved_tensors
+        need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        dtype = _stat_dtype(hidden)
+        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device) if need_weight else None
+        use_kl = bool(ref) and grad_kl is not None
+        for start in range(0, hidden.shape[0], ctx.chunk):
+            rows = slice(start, start + ctx.chunk)
+            p = _log_softmax_chunk(hidden[rows], weight).exp_()  # (n, V)
+            g_logits = torch.zeros_like(p)
+            if grad_logps is not None:
+                g = grad_logps[rows].to(dtype).unsqueeze(-1)  # (n, 1)
+                g_logits -= g * p
+                g_logits.scatter_add_(-1, targets[rows].unsqueeze(-1), g)  # onehot(y) − p
+            if use_kl:
+                q = _log_softmax_chunk(ref[0][rows], ref[1]).exp_()
+                g_logits += grad_kl[rows].to(dtype).unsqueeze(-1) * (p - q)
+            if need_hidden:
+                grad_hidden[rows] = (g_logits.to(weight.dtype) @ weight).to(hidden.dtype)
+            if need_weight:
+                grad_weight += g_logits.T @ hidden[rows].to(dtype)
+        if need_weight:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None, None
+
+
+def head_token_stats(
+    hidden: Tensor,
+    weight: Tensor,
+    targets: Tensor,
+    ref_hidden: Tensor | None = None,
+    ref_weight: Tensor | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> HeadStats:
+    """Log-prob of each target (and, with a reference, its log-prob and the KL) from hidden states, in chunks.
+
+    Args:
+        hidden: ``(N, D)`` policy final hidden states, one row per predicted token (after the final norm).
+        weight: ``(V, D)`` the policy's LM head (a bias-free linear layer, as in Llama, Qwen, Mistral, SmolLM).
+        targets: ``(N,)`` the token each row predicts.
+        ref_hidden: ``(N, D)`` reference hidden states at the same positions, or None (no gradient flows).
+        ref_weight: ``(V, D)`` the reference's LM head (needed with ``ref_hidden``).
+        chunk_size: rows per chunk; memory is ``O(chunk_size · V)`` instead of ``O(N · V)``.
+    """
+    if hidden.ndim != 2 or targets.shape != hidden.shape[:1] or weight.shape[1] != hidden.shape[1]:
+        raise ValueError(
+            f"expected hidden (N, D), weight (V, D), targets (N,); got {tuple(hidden.shape)}, "
+            f"{tuple(weight.shape)}, {tuple(targets.shape)}"
+        )
+    if (ref_hidden is None) != (ref_weight is None):
+        raise ValueError("ref_hidden and ref_weight go together")
+    if ref_hidden is not None and ref_hidden.shape != hidden.shape:
+        raise ValueError(f"ref_hidden {tuple(ref_hidden.shape)} != hidden {tuple(hidden.shape)}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if ref_hidden is not None:
+        ref_hidden, ref_weight = ref_hidden.detach(), ref_weight.detach()
+    logps, ref_logps, kl = _ChunkedHead.apply(hidden, weight, targets, ref_hidden, ref_weight, chunk_size)
+    if ref_hidden is None:
+        return HeadStats(logps)
+    return HeadStats(logps, ref_logps, kl)
+
+
+def response_positions(completion_mask: Tensor) -> Tensor:
+    """Which hidden states predict a response token: ``(B, L) -> (B, L-1)`` bool, entry ``i`` predicts ``i + 1``."""
+    return completion_mask[:, 1:].bool()
+
+
+def gather_predicting(hidden: Tensor, completion_mask: Tensor) -> Tensor:
+    """Rows of ``hidden`` ``(B, L, D)`` that predict response tokens, in row-major order: ``(N, D)``."""
+    return hidden[:, :-1][response_positions(completion_mask)]
+
+
+def to_token_frame(values: Tensor, completion_mask: Tensor) -> Tensor:
+    """Scatter ``(N,)`` per-response-token values back to the token frame ``(B, L)`` (0 elsewhere; differentiable)."""
+    where = response_positions(completion_mask)
+    frame = values.new_zeros(where.shape).masked_scatter(where, values)
+    return torch.nn.functional.pad(frame, (1, 0))
