@@ -23,12 +23,13 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff format --check src tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 .PHONY: demo
+# The embedded default: TI-DPO + LoRA on SmolLM2-135M-Instruct toward positive movie-review continuations.
 demo: $(STAMP)
-	$(PY) examples/quickstart.py
+	$(VENV)/bin/tidpo demo $(DEMO_ARGS)

@@ -23,6 +23,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tidpo demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--model", default=MODEL, help=f"model folder or built-in name (default: {MODEL})")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--samples", type=int, default=4, help="continuations sampled per held-out opening")
     parser.add_argument("--seed", type=int, default=1234, help="sampling seed, the same before and after")
@@ -49,10 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     out = args.output_dir
     print("[1/4] reward of the untrained model on the held-out openings")
-    before = _reward(MODEL, args.samples, args.seed)
+    before = _reward(args.model, args.samples, args.seed)
     print(f"      mean reward before: {before['mean_reward']:+.3f}")
     print("[2/4] TI-DPO training (LoRA)")
-    train_argv = ["--config", str(HERE / "demo.yaml"), "--model", MODEL, "--dataset", "demo", "--output_dir", str(out)]
+    train_argv = [
+        "--config",
+        str(HERE / "demo.yaml"),
+        "--model",
+        args.model,
+        "--dataset",
+        "demo",
+        "--output_dir",
+        str(out),
+    ]
     if args.max_steps is not None:
         train_argv += ["--max_steps", str(args.max_steps)]
     train_cli.main(train_argv)

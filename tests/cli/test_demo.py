@@ -1,0 +1,32 @@
+"""``tidpo demo`` end to end on the tiny model (one training step): every promised output is written and the
+summary holds the numbers the demo prints."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from tidpo.cli.main import main as tidpo
+from tidpo.tasks.sentiment import HELD_OUT
+
+
+def test_demo_writes_summary_adapter_curves_and_explain_page(tiny_assets, tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = tidpo(["demo", "--model", str(tiny_assets.base), "--output_dir", str(out), "--max_steps", "1",
+                  "--samples", "1"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "demo_summary.json").read_text())
+    for side in ("before", "after"):
+        assert -1.0 <= summary[f"mean_reward_{side}"] <= 1.0
+        assert 0.0 <= summary[f"positive_fraction_{side}"] <= 1.0
+        samples = summary[f"samples_{side}"]
+        assert len(samples) == HELD_OUT  # one continuation per held-out opening
+        mean = sum(s["reward"] for s in samples) / len(samples)
+        assert math.isclose(summary[f"mean_reward_{side}"], mean, abs_tol=1e-12)
+    assert [s["prompt"] for s in summary["samples_before"]] == [s["prompt"] for s in summary["samples_after"]]
+    assert 0.0 <= summary["heldout_preference_accuracy"] <= 1.0
+    for name in ("adapter_model.safetensors", "adapter_config.json", "training_curves.png", "metrics.jsonl"):
+        assert (out / name).is_file(), name
+    assert (out / "explain" / "explain.html").is_file()
+    printed = capsys.readouterr().out
+    assert "mean reward        before" in printed and str(out / "training_curves.png") in printed
