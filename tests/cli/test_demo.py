@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from tidpo.cli.main import main as tidpo
 from tidpo.tasks.sentiment import HELD_OUT
 
@@ -28,5 +30,9 @@ def test_demo_writes_summary_adapter_curves_and_explain_page(tiny_assets, tmp_pa
     for name in ("adapter_model.safetensors", "adapter_config.json", "training_curves.png", "metrics.jsonl"):
         assert (out / name).is_file(), name
     assert (out / "explain" / "explain.html").is_file()
+    # eval and explain use the settings the demo trained with (demo.yaml's preset), not their own defaults
+    assert json.loads((out / "eval_results.json").read_text())["beta"] == pytest.approx(0.2)
+    explained = json.loads((out / "explain" / "explain.json").read_text())
+    assert (explained["mix"], explained["sigma_div"], explained["span"]) == (0.2, 8.0, "sequence")
     printed = capsys.readouterr().out
     assert "mean reward        before" in printed and str(out / "training_curves.png") in printed

@@ -38,6 +38,16 @@ def _reward(model_path: str, samples: int, seed: int) -> dict:
     return mean_reward(model, tokenizer, load_openings()[1], samples, SamplingSettings(), seed=seed)
 
 
+def _method_settings(config_file: Path) -> dict:
+    """The demo config's preset values (β for eval; λ, σ divisor and span for explain), explicit keys winning."""
+    import yaml
+
+    from tidpo.training.config import PRESETS
+
+    config = yaml.safe_load(config_file.read_text())
+    return {**PRESETS[config.get("preset", "paper")], **config}
+
+
 def main(argv: list[str] | None = None) -> int:
     from tidpo.cli import eval as eval_cli
     from tidpo.cli import explain as explain_cli
@@ -49,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         raise CLIError(f"--samples must be >= 1, got {args.samples}")
     start = time.perf_counter()
     out = args.output_dir
+    method = _method_settings(HERE / "demo.yaml")
     print("[1/4] reward of the untrained model on the held-out openings")
     before = _reward(args.model, args.samples, args.seed)
     print(f"      mean reward before: {before['mean_reward']:+.3f}")
@@ -68,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     train_cli.main(train_argv)
     print("[3/4] held-out preference accuracy and token-importance page")
     eval_json = out / "eval_results.json"
-    eval_cli.main(["--model", str(out), "--dataset", "demo", "--split", "test", "--output", str(eval_json)])
+    common = ["--model", str(out), "--dataset", "demo", "--split", "test"]
+    eval_cli.main([*common, "--beta", str(method["beta"]), "--output", str(eval_json)])
     explain_cli.main(
-        ["--model", str(out), "--dataset", "demo", "--split", "test", "--n", "8", "--output_dir", str(out / "explain")]
-    )
+        [*common, "--n", "8", "--output_dir", str(out / "explain"), "--importance_mix", str(method["importance_mix"]),
+         "--prior_sigma_div", str(method["prior_sigma_div"]), "--weight_span", method["weight_span"]]
+    )  # fmt: skip
     print("[4/4] reward of the trained model on the same openings, same seed")
     after = _reward(str(out), args.samples, args.seed)
     metrics = json.loads(eval_json.read_text())
