@@ -1,0 +1,34 @@
+"""``benchmarks/speed.py --quick`` runs every configuration (TRL included) and reports every ratio."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("tidpo_speed_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_mode_times_every_configuration_and_writes_json_and_markdown(tmp_path):
+    speed = _load()
+    out, md = tmp_path / "speed.json", tmp_path / "performance.md"
+    argv = ["--quick", "--json", str(out), "--markdown", str(md), "--scratch", str(tmp_path / "scratch")]
+    assert speed.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert [r["name"] for r in report["results"]] == list(speed.CONFIGS)
+    for r in report["results"]:
+        assert r["step_s"] > 0 and len(r["step_times"]) == 1 and r["tokens_per_s"] > 0, r["name"]
+    assert len(report["ratios"]) == len(speed.RATIOS)
+    full = next(r for r in report["results"] if r["name"] == "tidpo_ti_dpo_full")
+    assert full["extra"]["time/anchor_sampling"] > 0  # the anchors really were sampled
+    page = md.read_text()
+    assert "<!-- speed:cpu -->" in page and "| tidpo_dpo |" in page
+    speed.write_markdown(md, "cpu", "replaced\n")  # a rerun replaces its own section and keeps the rest
+    assert md.read_text().count("<!-- speed:cpu -->") == 1 and "replaced" in md.read_text()
