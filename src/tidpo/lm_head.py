@@ -37,65 +37,72 @@ def _stat_dtype(hidden: Tensor) -> torch.dtype:
     return torch.promote_types(hidden.dtype, torch.float32)
 
 
-def _log_softmax_chunk(hidden: Tensor, weight: Tensor) -> Tensor:
-    """``log_softmax(hidden @ weightᵀ)`` in at least fp32: ``(n, D), (V, D) -> (n, V)``."""
-    return torch.log_softmax((hidden @ weight.T).to(_stat_dtype(hidden)), dim=-1)
+def _logits_chunk(hidden: Tensor, weight: Tensor) -> Tensor:
+    """``hidden @ weightᵀ`` in at least fp32: ``(n, D), (V, D) -> (n, V)``."""
+    return (hidden @ weight.T).to(_stat_dtype(hidden))
 
 
-def _kl_rows(ref_logp: Tensor, logp: Tensor) -> Tensor:
+def _kl_rows(ref_logits: Tensor, ref_lse: Tensor, logits: Tensor, lse: Tensor) -> Tensor:
     """``Σ_v q_v (log q_v − log p_v)`` per row; entries with ``q_v = 0`` count 0 (as :func:`tidpo.ops.per_token_kl`)."""
-    q = ref_logp.exp()
-    return torch.where(q > 0, q * (ref_logp - logp), torch.zeros_like(q)).sum(-1)
+    log_q = ref_logits - ref_lse.unsqueeze(-1)
+    q = log_q.exp()
+    return torch.where(q > 0, q * (log_q - logits + lse.unsqueeze(-1)), torch.zeros_like(q)).sum(-1)
 
 
 class _ChunkedHead(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ref_hidden, ref_weight, chunk):
+    def forward(ctx, hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk):
         with_ref = ref_hidden is not None
-        n = hidden.shape[0]
-        logps = torch.empty(n, dtype=_stat_dtype(hidden), device=hidden.device)
-        ref_logps = torch.empty(n if with_ref else 0, dtype=logps.dtype, device=hidden.device)
-        kl = torch.empty_like(ref_logps)
+        n, dtype = hidden.shape[0], _stat_dtype(hidden)
+        logps, lse = (torch.empty(n, dtype=dtype, device=hidden.device) for _ in range(2))
+        ref_logps, ref_lse = (torch.empty(n if with_ref else 0, dtype=dtype, device=hidden.device) for _ in range(2))
+        kl = torch.empty(n if with_kl else 0, dtype=dtype, device=hidden.device)
         for start in range(0, n, chunk):
             rows = slice(start, start + chunk)
-            logp = _log_softmax_chunk(hidden[rows], weight)  # (n, V)
             picked = targets[rows].unsqueeze(-1)
-            logps[rows] = logp.gather(-1, picked).squeeze(-1)
+            logits = _logits_chunk(hidden[rows], weight)  # (n, V)
+            lse[rows] = logits.logsumexp(-1)
+            logps[rows] = logits.gather(-1, picked).squeeze(-1) - lse[rows]
             if with_ref:
-                ref_logp = _log_softmax_chunk(ref_hidden[rows], ref_weight)
-                ref_logps[rows] = ref_logp.gather(-1, picked).squeeze(-1)
-                kl[rows] = _kl_rows(ref_logp, logp)
+                ref_logits = _logits_chunk(ref_hidden[rows], ref_weight)
+                ref_lse[rows] = ref_logits.logsumexp(-1)
+                ref_logps[rows] = ref_logits.gather(-1, picked).squeeze(-1) - ref_lse[rows]
+            if with_kl:
+                kl[rows] = _kl_rows(ref_logits, ref_lse[rows], logits, lse[rows])
         ctx.chunk = chunk
-        ctx.save_for_backward(hidden, weight, targets, *((ref_hidden, ref_weight) if with_ref else ()))
+        ctx.set_materialize_grads(False)  # an unused output (e.g. the KL in DPO mode) then costs no backward work
+        ctx.save_for_backward(hidden, weight, targets, lse, *((ref_hidden, ref_weight, ref_lse) if with_kl else ()))
         ctx.mark_non_differentiable(ref_logps)
         return logps, ref_logps, kl
 
     @staticmethod
     def backward(ctx, grad_logps, _grad_ref_logps, grad_kl):
-        hidden, weight, targets, *ref = ctx.saved_tensors
+        hidden, weight, targets, lse, *ref = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_hidden = torch.empty_like(hidden) if need_hidden else None
-        dtype = _stat_dtype(hidden)
-        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device) if need_weight else None
         use_kl = bool(ref) and grad_kl is not None
+        if grad_logps is None and not use_kl:
+            return None, None, None, None, None, None, None
+        dtype = _stat_dtype(hidden)
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device) if need_weight else None
         for start in range(0, hidden.shape[0], ctx.chunk):
             rows = slice(start, start + ctx.chunk)
-            p = _log_softmax_chunk(hidden[rows], weight).exp_()  # (n, V)
-            g_logits = torch.zeros_like(p)
-            if grad_logps is not None:
-                g = grad_logps[rows].to(dtype).unsqueeze(-1)  # (n, 1)
-                g_logits -= g * p
-                g_logits.scatter_add_(-1, targets[rows].unsqueeze(-1), g)  # onehot(y) − p
+            g_logp = grad_logps[rows].to(dtype) if grad_logps is not None else lse.new_zeros(lse[rows].shape)
+            g_kl = grad_kl[rows].to(dtype) if use_kl else torch.zeros_like(g_logp)
+            # ∂/∂z = g_logp (onehot(y) − p) + g_kl (p − q), built in place in the buffer that holds p
+            g_logits = (_logits_chunk(hidden[rows], weight) - lse[rows].unsqueeze(-1)).exp_()
+            g_logits.mul_((g_kl - g_logp).unsqueeze(-1))
+            g_logits.scatter_add_(-1, targets[rows].unsqueeze(-1), g_logp.unsqueeze(-1))
             if use_kl:
-                q = _log_softmax_chunk(ref[0][rows], ref[1]).exp_()
-                g_logits += grad_kl[rows].to(dtype).unsqueeze(-1) * (p - q)
+                q = (_logits_chunk(ref[0][rows], ref[1]) - ref[2][rows].unsqueeze(-1)).exp_()
+                g_logits.sub_(q.mul_(g_kl.unsqueeze(-1)))
             if need_hidden:
                 grad_hidden[rows] = (g_logits.to(weight.dtype) @ weight).to(hidden.dtype)
             if need_weight:
                 grad_weight += g_logits.T @ hidden[rows].to(dtype)
         if need_weight:
             grad_weight = grad_weight.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None, None
 
 
 def head_token_stats(
@@ -105,6 +112,7 @@ def head_token_stats(
     ref_hidden: Tensor | None = None,
     ref_weight: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    with_kl: bool = True,
 ) -> HeadStats:
     """Log-prob of each target (and, with a reference, its log-prob and the KL) from hidden states, in chunks.
 
@@ -115,6 +123,7 @@ def head_token_stats(
         ref_hidden: ``(N, D)`` reference hidden states at the same positions, or None (no gradient flows).
         ref_weight: ``(V, D)`` the reference's LM head (needed with ``ref_hidden``).
         chunk_size: rows per chunk; memory is ``O(chunk_size · V)`` instead of ``O(N · V)``.
+        with_kl: compute the KL (needs the reference); off, ``kl`` is None and costs nothing.
     """
     if hidden.ndim != 2 or targets.shape != hidden.shape[:1] or weight.shape[1] != hidden.shape[1]:
         raise ValueError(
@@ -127,12 +136,11 @@ def head_token_stats(
         raise ValueError(f"ref_hidden {tuple(ref_hidden.shape)} != hidden {tuple(hidden.shape)}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    with_kl = with_kl and ref_hidden is not None
     if ref_hidden is not None:
         ref_hidden, ref_weight = ref_hidden.detach(), ref_weight.detach()
-    logps, ref_logps, kl = _ChunkedHead.apply(hidden, weight, targets, ref_hidden, ref_weight, chunk_size)
-    if ref_hidden is None:
-        return HeadStats(logps)
-    return HeadStats(logps, ref_logps, kl)
+    logps, ref_logps, kl = _ChunkedHead.apply(hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk_size)
+    return HeadStats(logps, ref_logps if ref_hidden is not None else None, kl if with_kl else None)
 
 
 def response_positions(completion_mask: Tensor) -> Tensor:

@@ -50,6 +50,7 @@ CHOICES = {
     "weight_span": ("response", "sequence"),
     "weight_norm": ("mean", "sum"),
     "attribution": ("fused", "separate"),
+    "anchor_backward": ("deferred", "joint"),
 }
 
 
@@ -112,6 +113,14 @@ class TIDPOConfig(TrainingArguments):
         ),
     )
     logits_chunk_size: int = field(default=1024, metadata=_help("Response tokens per chunk with chunked_logits."))
+    anchor_backward: str = field(
+        default="deferred",
+        metadata=_help(
+            "'deferred': score the anchors without a graph, backpropagate the main loss, then rebuild the anchors' "
+            "graph and backpropagate it alone (lower peak memory, one more anchor forward); 'joint': one backward "
+            "through both graphs. Same gradients."
+        ),
+    )
     anchor_max_new_tokens: int = field(default=64, metadata=_help("Anchor sampling: most new tokens (SPEC §4)."))
     anchor_temperature: float = field(default=0.8, metadata=_help("Anchor sampling temperature."))
     anchor_top_k: int = field(default=50, metadata=_help("Anchor sampling top-k."))
@@ -144,7 +153,7 @@ class TIDPOConfig(TrainingArguments):
         super().__post_init__()
 
     def _resolve_method_fields(self) -> None:
-        for name in ("preset", "baseline", "weight_norm", "attribution"):
+        for name in ("preset", "baseline", "weight_norm", "attribution", "anchor_backward"):
             _check_choice(name, getattr(self, name))
         for name, value in BASELINES.get(self.baseline, {}).items():
             current = getattr(self, name)

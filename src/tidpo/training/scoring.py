@@ -74,7 +74,7 @@ class TokenStats:
     full-vocabulary ``KL(π_ref ‖ π_θ)`` of the distribution that predicts each token (when asked for)."""
 
     logps: Tensor
-    ref_logps: Tensor
+    ref_logps: Tensor | None
     kl: Tensor | None
 
 
@@ -100,13 +100,21 @@ def last_token_logits(features: Features, attention_mask: Tensor) -> Tensor:
 
 
 def token_stats(
-    policy: Features, ref: Features, input_ids: Tensor, completion_mask: Tensor, with_kl: bool, chunk_size: int
+    policy: Features,
+    ref: Features | None,
+    input_ids: Tensor,
+    completion_mask: Tensor,
+    with_kl: bool,
+    chunk_size: int,
 ) -> TokenStats:
-    """Per-token log-probs of ``input_ids`` under both models, and the KL when ``with_kl``, at response tokens."""
+    """Per-token log-probs of ``input_ids`` under the policy and (when given) the reference, and the KL when
+    ``with_kl`` (which needs the reference), at response tokens."""
+    if with_kl and ref is None:
+        raise ValueError("the KL needs the reference's features")
     mask = completion_mask.to(torch.float32)
     if policy.weight is None:
         logps = per_token_logps(policy.values, input_ids) * mask
-        ref_logps = per_token_logps(ref.values, input_ids) * mask
+        ref_logps = None if ref is None else per_token_logps(ref.values, input_ids) * mask
         kl = per_token_kl(ref.values, policy.values) * mask if with_kl else None
         return TokenStats(logps, ref_logps, kl)
     targets = input_ids[:, 1:][completion_mask[:, 1:].bool()]
@@ -114,9 +122,12 @@ def token_stats(
         gather_predicting(policy.values, completion_mask),
         policy.weight,
         targets,
-        gather_predicting(ref.values, completion_mask),
-        ref.weight,
+        None if ref is None else gather_predicting(ref.values, completion_mask),
+        None if ref is None else ref.weight,
         chunk_size=chunk_size,
+        with_kl=with_kl,
     )
-    frame = [to_token_frame(v, completion_mask) for v in (stats.logps, stats.ref_logps, stats.kl)]
-    return TokenStats(frame[0], frame[1], frame[2] if with_kl else None)
+    frame = [
+        None if v is None else to_token_frame(v, completion_mask) for v in (stats.logps, stats.ref_logps, stats.kl)
+    ]
+    return TokenStats(*frame)

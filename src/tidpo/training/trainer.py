@@ -47,6 +47,16 @@ class PolicyOutput:
     attributions: Tensor | None
 
 
+@dataclass
+class DeferredAnchors:
+    """Anchor rows whose graph is rebuilt after the main backward, with ``∂loss/∂ρ(anchor)`` ``(B, L)``."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    completion_mask: Tensor
+    grad: Tensor
+
+
 class TIDPOTrainer(Trainer):
     """Train a causal LM with TI-DPO; DPO/TDPO baselines by configuration (:class:`TIDPOConfig`).
 
@@ -126,6 +136,7 @@ class TIDPOTrainer(Trainer):
             ref_model.eval().requires_grad_(False)
             self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
         self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
+        self._deferred: DeferredAnchors | None = None
         self._chunked = self._use_chunked_logits(model, ref_model)
         self.anchor_generation_config = GenerationConfig(
             do_sample=True,
@@ -172,10 +183,15 @@ class TIDPOTrainer(Trainer):
         kl = sequence_kl(stats.kl, completion_mask).chunk(2) if stats.kl is not None else None
         base = self._base_losses(logratio.chunk(2), kl)
         rho = stats.logps - stats.ref_logps
-        triplet = self._triplet(model, inputs, rho, mode) if full and self.args.triplet_weight > 0 else None
+        triplet, anchors = (
+            self._triplet(model, inputs, rho, mode) if full and self.args.triplet_weight > 0 else (None, None)
+        )
         out = ti_dpo_objective(base, triplet.loss if triplet else None, self.args.triplet_weight if full else 0.0)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(f"non-finite TI-DPO loss at step {self.state.global_step} ({mode}): {out.loss}")
+        if anchors is not None:  # ∂loss/∂ρ(anchor) now; the anchors' own backward runs after the main one
+            anchors.grad = torch.autograd.grad(out.loss, anchors.grad, retain_graph=True)[0]
+            self._deferred = anchors
         self._record(mode, stats, logratio, weights, completion_mask, kl, out, triplet)
         return (out.loss, {"base_losses": base}) if return_outputs else out.loss
 
@@ -241,23 +257,47 @@ class TIDPOTrainer(Trainer):
         return preference_loss(*logratio, self.args.beta, chosen_kl, rejected_kl, self.args.kl_weight)
 
     def _triplet(self, model, inputs, rho: Tensor, mode: str):
-        """Sample anchors (timed), score them with both models, and take Eq. 13 over the response frames."""
+        """Sample anchors (timed), score them with both models, and take Eq. 13 over the response frames.
+
+        Returns the triplet output and, with ``anchor_backward="deferred"`` in training, the anchor rows to
+        rebuild after the main backward (their ``grad`` field holds, for now, the detached ρ leaf).
+        """
         start = time.perf_counter()
         unwrapped = self._unwrapped(model)
         anchors = sample_anchors(
             unwrapped, inputs["prompt_input_ids"], inputs["prompt_attention_mask"], self.anchor_generation_config
         )
         self._metrics.add(mode, "time/anchor_sampling", self._elapsed(start))
-        ids, mask = anchors.input_ids, anchors.attention_mask
-        policy = self._features(model, input_ids=ids, attention_mask=mask)
+        ids, mask, cmask = anchors.input_ids, anchors.attention_mask, anchors.completion_mask
+        defer = mode == "train" and self.args.anchor_backward == "deferred"
+        with torch.no_grad() if defer else contextlib.nullcontext():
+            policy = self._features(model, input_ids=ids, attention_mask=mask)
         ref = self._ref_forward(model, input_ids=ids, attention_mask=mask)
-        stats = self._token_stats(policy, ref, ids, anchors.completion_mask, with_kl=False)
-        anchor = left_align(stats.logps - stats.ref_logps, anchors.completion_mask)
+        stats = self._token_stats(policy, ref, ids, cmask, with_kl=False)
+        anchor_rho = stats.logps - stats.ref_logps
+        deferred = None
+        if defer:
+            anchor_rho = anchor_rho.detach().requires_grad_(True)
+            deferred = DeferredAnchors(ids, mask, cmask, grad=anchor_rho)
         chosen, rejected = (
             left_align(r, m) for r, m in zip(rho.chunk(2), inputs["completion_mask"].chunk(2), strict=True)
         )
-        self._metrics.add(mode, "anchor/length", anchors.completion_mask.sum(-1).float())
-        return triplet_loss(*anchor, *chosen, *rejected, margin=self.args.triplet_margin)
+        self._metrics.add(mode, "anchor/length", cmask.sum(-1).float())
+        anchor = left_align(anchor_rho, cmask)
+        return triplet_loss(*anchor, *chosen, *rejected, margin=self.args.triplet_margin), deferred
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """``Trainer.training_step`` (forward + main backward), then the deferred anchors' backward."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            with self.compute_loss_context_manager():
+                policy = self._features(model, input_ids=deferred.input_ids, attention_mask=deferred.attention_mask)
+                logps = self._token_stats(policy, None, deferred.input_ids, deferred.completion_mask, False).logps
+            # the same 1/accumulation scaling Trainer applies to the main loss (loss_is_scaled_for_ga is False)
+            surrogate = (logps * deferred.grad).sum() / self.current_gradient_accumulation_steps
+            self.accelerator.backward(surrogate)
+        return loss
 
     # ---- metrics --------------------------------------------------------------------------------------------
     def _record(self, mode, stats: TokenStats, logratio, weights, completion_mask, kl, out, triplet) -> None:
