@@ -251,44 +251,56 @@ def machine() -> dict:
     return info
 
 
-def markdown(report: dict) -> str:
-    m, s = report["machine"], report["settings"]
+def _provenance(report: dict) -> str:
+    m = report["machine"]
     hw = m.get("gpu") or f"{m['cpu']} ({m['cpu_count']} cores)"
-    lines = [
-        f"### {report['device'].upper()}: {s['shape']} ({s['dtype']}), {s['pairs']} pairs, prompt {s['prompt_len']} "
-        f"+ response {s['response_len']}",
-        "",
+    return (
         f"`{report['command']}` on {hw}, torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}, "
-        f"{report['date']}. Median of {s['steps']} steps after {s['warmup']} warm-up.",
-        "",
-        "| configuration | step (s) | tokens/s | peak memory (MiB) | attribution (s) | anchor sampling (s) |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in report["results"]:
-        att, anc = r["extra"].get("time/attribution"), r["extra"].get("time/anchor_sampling")
-        lines.append(
-            f"| {r['name']} | {r['step_s']:.3f} | {r['tokens_per_s']:.0f} | {r['peak_mem_mb']:.0f} | "
-            f"{'' if att is None else f'{att:.3f}'} | {'' if anc is None else f'{anc:.3f}'} |"
-        )
-    lines += ["", "| ratio | measured | target | met |", "| --- | --- | --- | --- |"]
-    for r in report["ratios"]:
-        lines.append(f"| {r['ratio']} (vs {r['denominator']}) | {r['value']:.2f} | ≤ {r['target']} | "
-                     f"{'yes' if r['met'] else '**no**'} |")  # fmt: skip
+        f"{report['date']}."
+    )
+
+
+def markdown_sections(report: dict) -> dict[str, str]:
+    """Markdown per page section: ``<device>`` (configurations and ratios) and ``<device>-sweep``, when run."""
+    s, device, sections = report["settings"], report["device"], {}
+    if report["results"]:
+        lines = [
+            f"### {device.upper()}: {s['shape']} ({s['dtype']}), {s['pairs']} pairs, prompt {s['prompt_len']} "
+            f"+ response {s['response_len']}",
+            "",
+            f"{_provenance(report)} Median of {s['steps']} steps after {s['warmup']} warm-up.",
+            "",
+            "| configuration | step (s) | tokens/s | peak memory (MiB) | attribution (s) | anchor sampling (s) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in report["results"]:
+            att, anc = r["extra"].get("time/attribution"), r["extra"].get("time/anchor_sampling")
+            lines.append(
+                f"| {r['name']} | {r['step_s']:.3f} | {r['tokens_per_s']:.0f} | {r['peak_mem_mb']:.0f} | "
+                f"{'' if att is None else f'{att:.3f}'} | {'' if anc is None else f'{anc:.3f}'} |"
+            )
+        lines += ["", "| ratio | measured | target | met |", "| --- | --- | --- | --- |"]
+        for r in report["ratios"]:
+            lines.append(f"| {r['ratio']} (vs {r['denominator']}) | {r['value']:.2f} | ≤ {r['target']} | "
+                         f"{'yes' if r['met'] else '**no**'} |")  # fmt: skip
+        sections[device] = "\n".join(lines) + "\n"
     if report["sweep"]:
         lens = sorted({r["prompt_len"] + r["response_len"] + 1 for r in report["sweep"]})
-        lines += ["", f"Step time (s) against sequence length (prompt = length / 4; median of {s['sweep_steps']} "
-                  "step(s) after the warm-up):", "",
-                  "| configuration | " + " | ".join(str(n) for n in lens) + " |",
-                  "| --- |" + " --- |" * len(lens)]  # fmt: skip
+        lines = [f"### {device.upper()}: step time (s) against sequence length, {s['shape']} ({s['dtype']}), "
+                 f"{s['pairs']} pairs, prompt = length / 4", "",
+                 f"{_provenance(report)} Median of {s['sweep_steps']} step(s) after {s['warmup']} warm-up.", "",
+                 "| configuration | " + " | ".join(str(n) for n in lens) + " |",
+                 "| --- |" + " --- |" * len(lens)]  # fmt: skip
         for name in SWEEP:
             cells = {r["prompt_len"] + r["response_len"] + 1: r["step_s"] for r in report["sweep"] if r["name"] == name}
             lines.append(f"| {name} | " + " | ".join(f"{cells[n]:.2f}" if n in cells else "" for n in lens) + " |")
-    return "\n".join(lines) + "\n"
+        sections[f"{device}-sweep"] = "\n".join(lines) + "\n"
+    return sections
 
 
-def write_markdown(path: Path, device: str, text: str) -> None:
-    """Replace this device's section of ``path`` (between markers), keeping the rest of the page."""
-    start, end = f"<!-- speed:{device} -->", f"<!-- /speed:{device} -->"
+def write_markdown(path: Path, section: str, text: str) -> None:
+    """Replace one section of ``path`` (between its markers), keeping the rest of the page."""
+    start, end = f"<!-- speed:{section} -->", f"<!-- /speed:{section} -->"
     page = path.read_text() if path.exists() else "# Performance\n\n"
     block = f"{start}\n{text}{end}\n"
     if start in page and end in page:
@@ -376,11 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     json_path = args.json or (ROOT / "benchmarks" / "results" / f"speed-{'quick' if args.quick else device.type}.json")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    text = markdown(report)
-    print(text)
+    sections = markdown_sections(report)
+    print("\n".join(sections.values()))
     md = args.markdown or (None if args.quick else ROOT / "docs" / "performance.md")
-    if md is not None:
-        write_markdown(md, device.type, text)
+    for key, text in sections.items() if md is not None else ():
+        write_markdown(md, key, text)
     print(f"[speed] JSON: {json_path}" + (f"; markdown: {md}" if md else ""))
     return 0
 

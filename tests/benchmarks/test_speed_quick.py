@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
@@ -12,6 +13,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
 def _load():
     spec = importlib.util.spec_from_file_location("tidpo_speed_benchmark", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)
     return module
 
@@ -19,16 +21,19 @@ def _load():
 def test_quick_mode_times_every_configuration_and_writes_json_and_markdown(tmp_path):
     speed = _load()
     out, md = tmp_path / "speed.json", tmp_path / "performance.md"
-    argv = ["--quick", "--json", str(out), "--markdown", str(md), "--scratch", str(tmp_path / "scratch")]
+    argv = ["--quick", "--json", str(out), "--markdown", str(md), "--scratch", str(tmp_path / "scratch"),
+            "--sweep", "16"]  # fmt: skip
     assert speed.main(argv) == 0
     report = json.loads(out.read_text())
     assert [r["name"] for r in report["results"]] == list(speed.CONFIGS)
     for r in report["results"]:
         assert r["step_s"] > 0 and len(r["step_times"]) == 1 and r["tokens_per_s"] > 0, r["name"]
     assert len(report["ratios"]) == len(speed.RATIOS)
+    assert [r["name"] for r in report["sweep"]] == list(speed.SWEEP)
     full = next(r for r in report["results"] if r["name"] == "tidpo_ti_dpo_full")
     assert full["extra"]["time/anchor_sampling"] > 0  # the anchors really were sampled
     page = md.read_text()
     assert "<!-- speed:cpu -->" in page and "| tidpo_dpo |" in page
-    speed.write_markdown(md, "cpu", "replaced\n")  # a rerun replaces its own section and keeps the rest
-    assert md.read_text().count("<!-- speed:cpu -->") == 1 and "replaced" in md.read_text()
+    speed.write_markdown(md, "cpu", "replaced\n")  # a rerun replaces its own section and keeps the others
+    page = md.read_text()
+    assert page.count("<!-- speed:cpu -->") == 1 and "replaced" in page and "<!-- speed:cpu-sweep -->" in page
