@@ -6,6 +6,9 @@ ChatML chat template, and its EOS is ``<|im_end|>`` as in SmolLM2-Instruct.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -60,3 +63,15 @@ def make_model(tokenizer=None, seed: int = 0, hidden: int = 32, layers: int = 2)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread for the duration: tiny models run faster so, and two threads stall when the other
+    core is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

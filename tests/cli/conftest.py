@@ -9,20 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.tiny import make_model, make_tokenizer
+from tests.tiny import make_model, make_tokenizer, one_torch_thread
 from tests.training.helpers import sentiment_pairs
 from tidpo.cli.main import main as tidpo
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, and two threads stall when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_thread():
+    with one_torch_thread():
+        yield
 
 
 def write_jsonl(path: Path, rows) -> Path:
@@ -80,12 +76,8 @@ class TrainedTiny:
 @pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory, tiny_assets) -> TrainedTiny:
     root = tmp_path_factory.mktemp("trained-tiny")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         lora_args = train_args(tiny_assets, root / "lora", "--use_lora", "--lora_r", "4", "--eval_before")
         assert tidpo(lora_args) == 0
         assert tidpo(train_args(tiny_assets, root / "full", "--report_to", "tensorboard")) == 0
-    finally:
-        torch.set_num_threads(threads)
     return TrainedTiny(tiny_assets, root / "lora", root / "full")

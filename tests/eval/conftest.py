@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from tests.tiny import make_model, make_tokenizer
+from tests.tiny import make_model, make_tokenizer, one_torch_thread
 from tests.training.helpers import sentiment_pairs
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_thread():
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
