@@ -37,45 +37,79 @@ def _stat_dtype(hidden: Tensor) -> torch.dtype:
     return torch.promote_types(hidden.dtype, torch.float32)
 
 
-def _logits_chunk(hidden: Tensor, weight: Tensor) -> Tensor:
-    """``hidden @ weightᵀ`` in at least fp32: ``(n, D), (V, D) -> (n, V)``."""
-    return (hidden @ weight.T).to(_stat_dtype(hidden))
+def _logits_into(hidden: Tensor, weight: Tensor, out: Tensor) -> Tensor:
+    """``hidden @ weightᵀ`` in at least fp32, written into the ``(n, V)`` buffer ``out`` (returned).
+
+    The buffers are allocated once per call and reused by every chunk: on a CPU a fresh (rows, vocab) tensor is a
+    fresh mapping of memory whose page faults cost about as much as an elementwise pass over it.
+    """
+    if hidden.dtype == out.dtype:
+        return torch.mm(hidden, weight.T, out=out)
+    return out.copy_(hidden @ weight.T)
 
 
-def _kl_rows(ref_logits: Tensor, ref_lse: Tensor, logits: Tensor, lse: Tensor) -> Tensor:
+def _exp_shifted(logits: Tensor, shift: Tensor, out: Tensor) -> Tensor:
+    """``exp(logits − shift)`` row-wise into ``out`` (which may be ``logits`` itself)."""
+    return torch.sub(logits, shift.unsqueeze(-1), out=out).exp_()
+
+
+def _logsumexp(logits: Tensor, work: Tensor) -> tuple[Tensor, Tensor]:
+    """``(lse, row sums)`` of ``logits`` ``(n, V)``; ``work`` is left holding ``exp(logits − rowmax)``."""
+    top = logits.amax(-1)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # an all -inf row: lse -inf, not NaN
+    total = _exp_shifted(logits, top, work).sum(-1)
+    return top + total.log(), total
+
+
+def _kl_rows(ref_exp: Tensor, ref_total: Tensor, ref_lse: Tensor, diff: Tensor, lse: Tensor) -> Tensor:
     """``Σ_v q_v (log q_v − log p_v) = Σ_v q_v (z^ref_v − z_v) − lse^ref + lse`` per row (``Σ q = 1``).
 
-    Two passes over ``(n, V)`` instead of six. Entries with ``q_v = 0`` count 0 (as :func:`tidpo.ops.per_token_kl`):
-    only a ``-inf`` reference logit makes ``q_v = 0`` exactly, and those are masked explicitly.
+    ``ref_exp`` holds ``exp(z^ref − max)`` (so ``q = ref_exp / ref_total``) and ``diff`` holds ``z^ref − z``.
+    Entries with ``q_v = 0`` count 0 (as :func:`tidpo.ops.per_token_kl`): only a ``-inf`` reference logit makes
+    ``q_v = 0`` exactly, and it turns its row's dot product into NaN, so only such rows are redone with a mask.
     """
-    diff = ref_logits - logits  # (n, V)
-    q = (ref_logits - ref_lse.unsqueeze(-1)).exp_()
-    if not torch.isfinite(ref_logits).all():
-        diff = torch.where(q > 0, diff, torch.zeros_like(diff))
-    cross = torch.bmm(q.unsqueeze(1), diff.unsqueeze(2)).view(-1)  # row-wise dot products, no (n, V) product
-    return cross - ref_lse + lse
+    cross = torch.bmm(ref_exp.unsqueeze(1), diff.unsqueeze(2)).view(-1)  # row-wise dot products
+    bad = torch.isnan(cross)
+    if bad.any():
+        rows = bad.nonzero().view(-1)
+        masked = torch.where(ref_exp[rows] > 0, diff[rows], torch.zeros_like(diff[rows]))
+        cross[rows] = (ref_exp[rows] * masked).sum(-1)
+    return cross / ref_total - ref_lse + lse
+
+
+def _active_rows(weights: Tensor) -> slice | None:
+    """The smallest slice holding every non-zero entry of ``weights`` (None when all are zero)."""
+    nonzero = weights.nonzero().view(-1)
+    if nonzero.numel() == 0:
+        return None
+    return slice(int(nonzero[0]), int(nonzero[-1]) + 1)
 
 
 class _ChunkedHead(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk):
         with_ref = ref_hidden is not None
-        n, dtype = hidden.shape[0], _stat_dtype(hidden)
-        logps, lse = (torch.empty(n, dtype=dtype, device=hidden.device) for _ in range(2))
-        ref_logps, ref_lse = (torch.empty(n if with_ref else 0, dtype=dtype, device=hidden.device) for _ in range(2))
-        kl = torch.empty(n if with_kl else 0, dtype=dtype, device=hidden.device)
+        n, dtype, device = hidden.shape[0], _stat_dtype(hidden), hidden.device
+        logps, lse = (torch.empty(n, dtype=dtype, device=device) for _ in range(2))
+        ref_logps, ref_lse = (torch.empty(n if with_ref else 0, dtype=dtype, device=device) for _ in range(2))
+        kl = torch.empty(n if with_kl else 0, dtype=dtype, device=device)
+        size = (min(chunk, n), weight.shape[0])
+        logits_buf, work = (torch.empty(size, dtype=dtype, device=device) for _ in range(2))
+        ref_buf = torch.empty(size, dtype=dtype, device=device) if with_ref else None
         for start in range(0, n, chunk):
             rows = slice(start, start + chunk)
+            k = hidden[rows].shape[0]
             picked = targets[rows].unsqueeze(-1)
-            logits = _logits_chunk(hidden[rows], weight)  # (n, V)
-            lse[rows] = logits.logsumexp(-1)
+            logits = _logits_into(hidden[rows], weight, logits_buf[:k])
+            lse[rows] = _logsumexp(logits, work[:k])[0]
             logps[rows] = logits.gather(-1, picked).squeeze(-1) - lse[rows]
             if with_ref:
-                ref_logits = _logits_chunk(ref_hidden[rows], ref_weight)
-                ref_lse[rows] = ref_logits.logsumexp(-1)
+                ref_logits = _logits_into(ref_hidden[rows], ref_weight, ref_buf[:k])
+                ref_lse[rows], ref_total = _logsumexp(ref_logits, work[:k])
                 ref_logps[rows] = ref_logits.gather(-1, picked).squeeze(-1) - ref_lse[rows]
-            if with_kl:
-                kl[rows] = _kl_rows(ref_logits, ref_lse[rows], logits, lse[rows])
+                if with_kl:  # work holds exp(z_ref − max); z_ref − z goes where z was
+                    diff = torch.sub(ref_logits, logits, out=logits)
+                    kl[rows] = _kl_rows(work[:k], ref_total, ref_lse[rows], diff, lse[rows])
         ctx.chunk = chunk
         ctx.set_materialize_grads(False)  # an unused output (e.g. the KL in DPO mode) then costs no backward work
         ctx.save_for_backward(hidden, weight, targets, lse, *((ref_hidden, ref_weight, ref_lse) if with_kl else ()))
@@ -89,24 +123,32 @@ class _ChunkedHead(torch.autograd.Function):
         use_kl = bool(ref) and grad_kl is not None
         if grad_logps is None and not use_kl:
             return None, None, None, None, None, None, None
-        dtype = _stat_dtype(hidden)
+        n, dtype, device = hidden.shape[0], _stat_dtype(hidden), hidden.device
+        size = (min(ctx.chunk, n), weight.shape[0])
+        buf = torch.empty(size, dtype=dtype, device=device)
+        ref_buf = torch.empty(size, dtype=dtype, device=device) if use_kl else None
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
-        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device) if need_weight else None
-        for start in range(0, hidden.shape[0], ctx.chunk):
+        grad_weight = None
+        for start in range(0, n, ctx.chunk):
             rows = slice(start, start + ctx.chunk)
-            g_logp = grad_logps[rows].to(dtype) if grad_logps is not None else lse.new_zeros(lse[rows].shape)
+            k = hidden[rows].shape[0]
+            g_logp = grad_logps[rows].to(dtype) if grad_logps is not None else lse.new_zeros(k)
             g_kl = grad_kl[rows].to(dtype) if use_kl else torch.zeros_like(g_logp)
             # ∂/∂z = g_logp (onehot(y) − p) + g_kl (p − q), built in place in the buffer that holds p
-            g_logits = (_logits_chunk(hidden[rows], weight) - lse[rows].unsqueeze(-1)).exp_()
+            g_logits = _exp_shifted(_logits_into(hidden[rows], weight, buf[:k]), lse[rows], buf[:k])
             g_logits.mul_((g_kl - g_logp).unsqueeze(-1))
             g_logits.scatter_add_(-1, targets[rows].unsqueeze(-1), g_logp.unsqueeze(-1))
-            if use_kl:
-                q = (_logits_chunk(ref[0][rows], ref[1]) - ref[2][rows].unsqueeze(-1)).exp_()
-                g_logits.sub_(q.mul_(g_kl.unsqueeze(-1)))
+            kl_rows = _active_rows(g_kl) if use_kl else None  # TDPO2: the chosen rows' KL has no gradient
+            if kl_rows is not None:
+                ref_hidden, ref_weight, ref_lse = ref[0][rows][kl_rows], ref[1], ref[2][rows][kl_rows]
+                q = _exp_shifted(_logits_into(ref_hidden, ref_weight, ref_buf[: ref_hidden.shape[0]]), ref_lse,
+                                 ref_buf[: ref_hidden.shape[0]])  # fmt: skip
+                g_logits[kl_rows].sub_(q.mul_(g_kl[kl_rows].unsqueeze(-1)))
             if need_hidden:
                 grad_hidden[rows] = (g_logits.to(weight.dtype) @ weight).to(hidden.dtype)
             if need_weight:
-                grad_weight += g_logits.T @ hidden[rows].to(dtype)
+                h = hidden[rows].to(dtype)
+                grad_weight = g_logits.T @ h if grad_weight is None else grad_weight.addmm_(g_logits.T, h)
         if need_weight:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None, None, None

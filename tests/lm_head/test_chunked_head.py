@@ -102,3 +102,23 @@ def test_shape_errors_name_the_shapes():
         head_token_stats(hidden, weight[:, :4], targets)
     with pytest.raises(ValueError, match="together"):
         head_token_stats(hidden, weight, targets, ref_hidden=hidden.detach())
+
+
+def test_a_vocabulary_entry_at_minus_infinity_counts_zero_in_the_kl():
+    """A -inf reference logit (q = 0) turns its row's dot product NaN; that row is redone with the mask and
+    equals the plain route."""
+    hidden, weight, ref_hidden, targets = _case(n=6, v=9)
+    ref_weight = weight.detach().clone()
+    ref_hidden = ref_hidden.clone()
+    ref_hidden[2] = 0.0
+    ref_weight[4] = 0.0
+    ref_weight[4, 0] = float("-inf")  # row 2 stays finite (0 · -inf is NaN in a matmul, so keep h[2] = 1 there)
+    ref_hidden[2, 0] = 1.0
+    stats = head_token_stats(hidden, weight, targets, ref_hidden, ref_weight, chunk_size=4)
+    logits = hidden @ weight.T
+    ref_logits = ref_hidden @ ref_weight.T
+    assert torch.isinf(ref_logits[2, 4]) and torch.isfinite(ref_logits[2]).sum() == 8
+    q = ref_logits.log_softmax(-1)
+    expected = (q.exp() * torch.where(q.exp() > 0, q - logits.log_softmax(-1), torch.zeros_like(q))).sum(-1)
+    assert torch.isfinite(stats.kl[2])
+    assert_close(stats.kl[2], expected[2], atol=1e-6, rtol=1e-5)

@@ -113,6 +113,14 @@ class TIDPOConfig(TrainingArguments):
         ),
     )
     logits_chunk_size: int = field(default=1024, metadata=_help("Response tokens per chunk with chunked_logits."))
+    share_prompt: bool = field(
+        default=True,
+        metadata=_help(
+            "Run each pair's prompt once for both responses (they continue from its key/value cache, gradients "
+            "included). Needs chunked_logits and no gradient checkpointing; rows run whole with fused attribution "
+            "and weight_span='sequence' (prompt attributions are per row). Same numbers either way."
+        ),
+    )
     anchor_backward: str = field(
         default="deferred",
         metadata=_help(

@@ -7,12 +7,19 @@ Two routes give the same numbers:
 - *full*: the model's logits ``(B, L, V)`` and :mod:`tidpo.ops`. Used when the output layer is not a plain
   bias-free linear map (logit soft-capping or scaling after the head, a LoRA-wrapped head), or on request.
 Either way the statistics are zero off the response tokens.
+
+*Shared prompt* (chunked route, default): a pair's chosen and rejected rows start with the same prompt, so the
+prompts run once, ``(B, P)`` left padded, and the ``2B`` responses continue from their key/value cache, which
+keeps its gradient (:func:`forward_shared_prompt`). Every prompt token then costs one forward and one backward
+instead of two, and a backward from response positions to response embeddings (the attribution) never enters
+the prompt's graph. Hidden states at response positions equal those of whole rows.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import inspect
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +27,7 @@ from torch import Tensor, nn
 
 from tidpo.importance.attribution import last_token_index
 from tidpo.lm_head import gather_predicting, head_token_stats, to_token_frame
-from tidpo.ops import per_token_kl, per_token_logps
+from tidpo.ops import left_align, per_token_kl, per_token_logps
 
 # config attributes with which a model changes its logits after the LM head
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -67,6 +74,125 @@ class Features:
     values: Tensor
     weight: Tensor | None = None
 
+    def predicting(self, completion_mask: Tensor) -> Tensor:
+        """Rows that predict the response tokens, row-major: ``(N, ·)``."""
+        return gather_predicting(self.values, completion_mask)
+
+    def last(self, attention_mask: Tensor) -> Tensor:
+        """Each row's values at its last real token: ``(B, ·)``."""
+        rows = torch.arange(self.values.shape[0], device=self.values.device)
+        return self.values[rows, last_token_index(attention_mask)]
+
+
+@dataclass
+class SharedPromptFeatures(Features):
+    """Hidden states of a shared-prompt forward: ``values`` ``(2B, R, D)`` at the response tokens (right padded,
+    ``response_mask``) and ``prompt_last`` ``(B, D)`` at each prompt's last token, which predicts the first
+    response token of both rows of its pair."""
+
+    prompt_last: Tensor | None = None
+    response_mask: Tensor | None = None
+
+    def predicting(self, completion_mask: Tensor) -> Tensor:
+        first = self.prompt_last.repeat(2, 1).unsqueeze(1)  # rows: B chosen, then B rejected
+        frame = torch.cat([first, self.values[:, :-1]], dim=1)  # entry j predicts response token j
+        return frame[self.response_mask.bool()]
+
+    def last(self, attention_mask: Tensor) -> Tensor:
+        return super().last(self.response_mask)
+
+
+@dataclass
+class PromptSharing:
+    """A batch in TRL's layout split into its ``B`` prompts (left padded, ``(B, P)``) and ``2B`` responses (right
+    padded, ``(2B, R)``: the B chosen rows, then the B rejected rows), with the full frame's ``completion_mask``."""
+
+    prompt_ids: Tensor
+    prompt_mask: Tensor
+    response_ids: Tensor
+    response_mask: Tensor
+    completion_mask: Tensor
+
+    @classmethod
+    def from_batch(cls, inputs: Mapping[str, Tensor]) -> PromptSharing | None:
+        """The split, or None when the batch does not have the layout of :class:`tidpo.data.PreferenceCollator`
+        (each row exactly its pair's prompt followed by its response, then padding)."""
+        if not {"prompt_input_ids", "prompt_attention_mask"} <= set(inputs):
+            return None
+        ids, attention, completion = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+        prompt_ids, prompt_mask = inputs["prompt_input_ids"], inputs["prompt_attention_mask"]
+        if ids.shape[0] != 2 * prompt_ids.shape[0]:
+            return None
+        prompt_len = prompt_mask.sum(-1).repeat(2)
+        end = prompt_len + completion.sum(-1)
+        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
+        in_row = positions < end.unsqueeze(1)
+        if not (
+            torch.equal(attention.bool(), in_row)
+            and torch.equal(completion.bool(), in_row & (positions >= prompt_len.unsqueeze(1)))
+        ):
+            return None
+        prompts, prompt_present = left_align(prompt_ids, prompt_mask)
+        width = prompts.shape[1]
+        if width > ids.shape[1] or not torch.equal(
+            (ids[:, :width] * prompt_present.repeat(2, 1)), prompts.repeat(2, 1)
+        ):
+            return None
+        response_ids, response_mask = left_align(ids, completion)
+        return cls(prompt_ids, prompt_mask, response_ids, response_mask.long(), completion)
+
+    def to_full_frame(self, values: Tensor) -> Tensor:
+        """Response-frame ``(2B, R)`` values at their tokens' places in the full rows ``(2B, L)``, 0 elsewhere."""
+        out = values.new_zeros(self.completion_mask.shape)
+        out[self.completion_mask.bool()] = values[self.response_mask.bool()]
+        return out
+
+
+class SharingUnsupported(RuntimeError):
+    """The model's key/value cache is not the plain dynamic cache the shared-prompt forward relies on."""
+
+
+def forward_shared_prompt(model: nn.Module, sharing: PromptSharing, response_embeds: Tensor | None = None):
+    """Prompts once, then the responses from their cache (gradients flow through the cache; grad mode is the
+    caller's). Returns :class:`SharedPromptFeatures`; ``response_embeds`` ``(2B, R, D)`` replaces the embedding
+    lookup of the responses (the attribution takes its gradient there)."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    n_prompts = sharing.prompt_ids.shape[0]
+    prompt_positions = (sharing.prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    cache_keyword = _cache_keyword(model)
+    with hidden_states_as_output(model) as weight:
+        prompt_out = model(
+            input_ids=sharing.prompt_ids, attention_mask=sharing.prompt_mask, position_ids=prompt_positions,
+            use_cache=True,
+        )  # fmt: skip
+        cache = getattr(prompt_out, "cache", None) or getattr(prompt_out, "past_key_values", None)
+        if type(cache) is not DynamicCache or any(type(layer) is not DynamicLayer for layer in cache.layers):
+            raise SharingUnsupported(f"{type(model).__name__} returned a {type(cache).__name__} cache")
+        cache.reorder_cache(torch.arange(n_prompts, device=sharing.prompt_ids.device).repeat(2))
+        response_len = sharing.response_ids.shape[1]
+        positions = sharing.prompt_mask.sum(-1).repeat(2).unsqueeze(1) + torch.arange(
+            response_len, device=sharing.prompt_ids.device
+        )
+        tokens = {"input_ids": sharing.response_ids} if response_embeds is None else {"inputs_embeds": response_embeds}
+        response_out = model(
+            **tokens,
+            attention_mask=torch.cat([sharing.prompt_mask.repeat(2, 1), sharing.response_mask], dim=1),
+            position_ids=positions,
+            use_cache=True,
+            **{cache_keyword: cache},
+        )
+    return SharedPromptFeatures(
+        response_out.logits, weight, prompt_last=prompt_out.logits[:, -1], response_mask=sharing.response_mask
+    )
+
+
+def _cache_keyword(model: nn.Module) -> str:
+    """``cache`` (transformers ≥ 5.x) or ``past_key_values``, whichever the model's forward takes."""
+    base = getattr(model, "module", model)
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
 
 @dataclass
 class TokenStats:
@@ -94,8 +220,7 @@ def forward_features(model: nn.Module, chunked: bool, **inputs) -> Features:
 
 def last_token_logits(features: Features, attention_mask: Tensor) -> Tensor:
     """Logits ``(B, V)`` at each row's last real token (the attribution target of Eq. 5)."""
-    rows = torch.arange(features.values.shape[0], device=features.values.device)
-    last = features.values[rows, last_token_index(attention_mask)]  # (B, D) or (B, V)
+    last = features.last(attention_mask)  # (B, D) or (B, V)
     return last if features.weight is None else last @ features.weight.T
 
 
@@ -119,10 +244,10 @@ def token_stats(
         return TokenStats(logps, ref_logps, kl)
     targets = input_ids[:, 1:][completion_mask[:, 1:].bool()]
     stats = head_token_stats(
-        gather_predicting(policy.values, completion_mask),
+        policy.predicting(completion_mask),
         policy.weight,
         targets,
-        None if ref is None else gather_predicting(ref.values, completion_mask),
+        None if ref is None else ref.predicting(completion_mask),
         None if ref is None else ref.weight,
         chunk_size=chunk_size,
         with_kl=with_kl,

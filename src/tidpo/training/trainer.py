@@ -27,9 +27,12 @@ from tidpo.training.metrics import MetricBuffer, effective_token_count
 from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model, reference_model
 from tidpo.training.scoring import (
     Features,
+    PromptSharing,
+    SharingUnsupported,
     TokenStats,
     chunked_head_problem,
     forward_features,
+    forward_shared_prompt,
     last_token_logits,
     token_stats,
 )
@@ -138,6 +141,7 @@ class TIDPOTrainer(Trainer):
         self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
         self._deferred: DeferredAnchors | None = None
         self._chunked = self._use_chunked_logits(model, ref_model)
+        self._share_prompt = self._chunked and args.share_prompt and not args.gradient_checkpointing
         self.anchor_generation_config = GenerationConfig(
             do_sample=True,
             max_new_tokens=args.anchor_max_new_tokens,
@@ -173,10 +177,17 @@ class TIDPOTrainer(Trainer):
         """TI-DPO loss of one micro-batch (``input_ids`` etc. in TRL's layout: B chosen rows, then B rejected)."""
         mode = "train" if model.training else "eval"
         full = mode == "train" or self.args.eval_importance
-        input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
-        completion_mask = inputs["completion_mask"]
-        policy = self._policy_forward(model, input_ids, attention_mask, full and self.args.needs_attribution)
-        ref = self._ref_forward(model, input_ids=input_ids, attention_mask=attention_mask)
+        input_ids, completion_mask = inputs["input_ids"], inputs["completion_mask"]
+        attribute = full and self.args.needs_attribution
+        sharing = self._sharing(inputs, attribute)
+        try:
+            policy = self._policy_forward(model, inputs, attribute, sharing)
+            ref = self._ref_forward(model, inputs, sharing)
+        except SharingUnsupported as error:
+            logger.warning("share_prompt: %s; running whole rows from now on", error)
+            self._share_prompt = False
+            policy = self._policy_forward(model, inputs, attribute, None)
+            ref = self._ref_forward(model, inputs, None)
         stats = self._token_stats(policy.features, ref, input_ids, completion_mask, self.args.kl_weight > 0)
         weights = self._token_weights(inputs, policy.attributions, uniform=not full)
         logratio = weighted_logratio(stats.logps, stats.ref_logps, weights)
@@ -201,35 +212,58 @@ class TIDPOTrainer(Trainer):
     def _features(self, model: nn.Module, **inputs) -> Features:
         return forward_features(model, self._chunked, **inputs)
 
-    def _ref_forward(self, model: nn.Module, **inputs) -> Features:
+    def _ref_forward(self, model: nn.Module, inputs, sharing: PromptSharing | None = None) -> Features:
         with reference_model(self._unwrapped(model), self.ref_model) as ref:
-            return self._features(ref, **inputs)
+            if sharing is not None:
+                return forward_shared_prompt(ref, sharing)
+            return self._features(ref, input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+
+    def _sharing(self, inputs, attribute: bool) -> PromptSharing | None:
+        """The batch split into prompts and responses when the shared-prompt forward applies (else None)."""
+        if not self._share_prompt or (
+            attribute and self.args.attribution == "fused" and self.args.weight_span == "sequence"
+        ):
+            return None
+        sharing = PromptSharing.from_batch(inputs)
+        if sharing is None:
+            logger.warning("share_prompt: the batch is not prompt + response rows as collated; running whole rows")
+            self._share_prompt = False
+        return sharing
 
     def _token_stats(self, policy: Features, ref: Features, input_ids, completion_mask, with_kl: bool) -> TokenStats:
         chunk = self.args.logits_chunk_size
         return token_stats(policy, ref, input_ids, completion_mask, with_kl=with_kl, chunk_size=chunk)
 
-    def _policy_forward(self, model, input_ids: Tensor, attention_mask: Tensor, attribute: bool) -> PolicyOutput:
+    def _policy_forward(self, model, inputs, attribute: bool, sharing: PromptSharing | None) -> PolicyOutput:
         """Policy forward; with ``attribute``, Eqs. 5–6 attributions too (timed)."""
-        embeds = self._unwrapped(model).get_input_embeddings()(input_ids)
+        input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
+        embed = self._unwrapped(model).get_input_embeddings()
+        # with a shared prompt the fused attribution is taken at the response embeddings (all that the weights use)
+        embeds = embed(input_ids if sharing is None else sharing.response_ids)
+        mask = attention_mask if sharing is None else sharing.response_mask
         fused = attribute and self.args.attribution == "fused"
         if fused and not embeds.requires_grad:  # frozen embeddings (LoRA): a leaf to take the gradient at
             embeds = embeds.detach().requires_grad_(True)
         with torch.enable_grad() if fused else contextlib.nullcontext():  # eval_importance runs under no_grad
-            features = self._features(model, inputs_embeds=embeds, attention_mask=attention_mask)
+            if sharing is None:
+                features = self._features(model, inputs_embeds=embeds, attention_mask=attention_mask)
+            else:
+                features = forward_shared_prompt(model, sharing, embeds)
         attributions = None
         if attribute:
             start = time.perf_counter()
             if fused:
                 with torch.enable_grad():
-                    target_logits = last_token_logits(features, attention_mask)
-                attributions = embedding_attributions(target_logits, embeds, attention_mask, retain_graph=True)
+                    target_logits = last_token_logits(features, mask)
+                attributions = embedding_attributions(target_logits, embeds, mask, retain_graph=True)
+                if sharing is not None:
+                    attributions = sharing.to_full_frame(attributions)
             else:
                 attributions = separate_attributions(
                     lambda e: last_token_logits(
                         self._features(model, inputs_embeds=e, attention_mask=attention_mask), attention_mask
                     ),
-                    embeds,
+                    embed(input_ids),
                     attention_mask,
                 )
             self._metrics.add(self._mode(model), "time/attribution", self._elapsed(start))
@@ -272,7 +306,7 @@ class TIDPOTrainer(Trainer):
         defer = mode == "train" and self.args.anchor_backward == "deferred"
         with torch.no_grad() if defer else contextlib.nullcontext():
             policy = self._features(model, input_ids=ids, attention_mask=mask)
-        ref = self._ref_forward(model, input_ids=ids, attention_mask=mask)
+        ref = self._ref_forward(model, {"input_ids": ids, "attention_mask": mask})
         stats = self._token_stats(policy, ref, ids, cmask, with_kl=False)
         anchor_rho = stats.logps - stats.ref_logps
         deferred = None

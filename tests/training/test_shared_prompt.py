@@ -1,0 +1,169 @@
+"""The shared-prompt forward (``share_prompt=True``, the default): each prompt runs once and both responses
+continue from its key/value cache. It must give the numbers of whole rows: features, token statistics,
+attributions, a full TI-DPO step's metrics and parameters (full fine-tuning and LoRA); and it must step aside
+where it cannot apply."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from peft import LoraConfig
+
+from tests.tiny import make_model
+from tests.training.helpers import config, param_snapshot, sentiment_pairs
+from tidpo import TIDPOTrainer
+from tidpo.data import PreferenceCollator, tokenize_preference_dataset
+from tidpo.importance.attribution import embedding_attributions
+from tidpo.training.scoring import (
+    PromptSharing,
+    forward_features,
+    forward_shared_prompt,
+    last_token_logits,
+    token_stats,
+)
+
+METRICS = ("loss", "rewards/chosen", "rewards/margins", "logps/rejected", "kl/rejected", "triplet/loss", "weights/max")
+
+
+def _batch(tokenizer, n=4):
+    data = tokenize_preference_dataset(sentiment_pairs(n), tokenizer, max_length=64, name="train")
+    return PreferenceCollator(tokenizer.pad_token_id)([data[i] for i in range(n)])
+
+
+def test_the_batch_splits_into_prompts_and_responses(tokenizer):
+    batch = _batch(tokenizer)
+    sharing = PromptSharing.from_batch(batch)
+    assert sharing is not None
+    prompt_lengths = batch["prompt_attention_mask"].sum(-1)
+    assert len(set(prompt_lengths.tolist())) > 1  # prompts of different lengths: left padding is exercised
+    assert torch.equal(sharing.response_mask.sum(-1), batch["completion_mask"].sum(-1))
+    row = 5  # the second pair's rejected row
+    start = int(prompt_lengths[row % 4])
+    length = int(batch["completion_mask"][row].sum())
+    assert torch.equal(sharing.response_ids[row, :length], batch["input_ids"][row, start : start + length])
+    # and back: response-frame values land on the completion tokens of the full rows
+    values = torch.arange(sharing.response_ids.numel(), dtype=torch.float32).view(sharing.response_ids.shape)
+    full = sharing.to_full_frame(values * sharing.response_mask)
+    assert torch.equal(full[row, start : start + length], values[row, :length])
+    assert full[batch["completion_mask"] == 0].abs().sum() == 0
+
+
+def test_a_batch_that_is_not_prompt_plus_response_is_refused(tokenizer):
+    batch = _batch(tokenizer)
+    assert PromptSharing.from_batch({k: v for k, v in batch.items() if not k.startswith("prompt_")}) is None
+    tampered = dict(batch, input_ids=batch["input_ids"].clone())
+    tampered["input_ids"][6, 0] += 1  # row 6's prompt no longer equals pair 2's prompt
+    assert PromptSharing.from_batch(tampered) is None
+    shifted = dict(batch, completion_mask=batch["completion_mask"].roll(1, dims=1))
+    assert PromptSharing.from_batch(shifted) is None
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_features_stats_and_attributions_equal_whole_rows(tokenizer, attn):
+    model = make_model(tokenizer, seed=1)
+    model.config._attn_implementation = attn
+    ref = make_model(tokenizer, seed=0)
+    batch = _batch(tokenizer)
+    ids, mask, cmask = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    sharing = PromptSharing.from_batch(batch)
+
+    embeds = model.get_input_embeddings()(ids)
+    whole = forward_features(model, True, inputs_embeds=embeds, attention_mask=mask)
+    response_embeds = model.get_input_embeddings()(sharing.response_ids)
+    shared = forward_shared_prompt(model, sharing, response_embeds)
+    torch.testing.assert_close(shared.predicting(cmask), whole.predicting(cmask), atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.last(mask), whole.last(mask), atol=1e-5, rtol=0)
+
+    with torch.no_grad():
+        ref_whole = forward_features(ref, True, input_ids=ids, attention_mask=mask)
+        ref_shared = forward_shared_prompt(ref, sharing)
+    stats = {k: token_stats(p, r, ids, cmask, True, 7) for k, p, r in
+             (("whole", whole, ref_whole), ("shared", shared, ref_shared))}  # fmt: skip
+    for field in ("logps", "ref_logps", "kl"):
+        torch.testing.assert_close(getattr(stats["shared"], field), getattr(stats["whole"], field), atol=1e-5, rtol=0)
+
+    # the fused attribution, taken at the response embeddings, equals whole rows' at the response tokens
+    whole_attr = embedding_attributions(last_token_logits(whole, mask), embeds, mask, retain_graph=True)
+    shared_attr = sharing.to_full_frame(
+        embedding_attributions(last_token_logits(shared, sharing.response_mask), response_embeds,
+                               sharing.response_mask, retain_graph=True)
+    )  # fmt: skip
+    assert shared_attr.abs().sum() > 0
+    torch.testing.assert_close(shared_attr, whole_attr * cmask, atol=1e-5, rtol=0)
+
+    # and the parameter gradients of a loss over the statistics
+    grads = {}
+    for key in stats:
+        model.zero_grad()
+        (stats[key].logps.sum() + stats[key].kl.sum()).backward(retain_graph=True)
+        grads[key] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    for name, grad in grads["shared"].items():
+        torch.testing.assert_close(grad, grads["whole"][name], atol=1e-5, rtol=0, msg=name)
+
+
+def _train(tokenizer, tmp_path, share: bool, lora: bool, **overrides):
+    args = config(
+        tmp_path, per_device_train_batch_size=4, optim="sgd", learning_rate=0.5, share_prompt=share,
+        anchor_max_new_tokens=4, **overrides,
+    )  # fmt: skip
+    model = make_model(tokenizer, seed=1)
+    lengths = []
+    model.model.layers[0].register_forward_hook(lambda module, args, out: lengths.append(tuple(args[0].shape[:2])))
+    trainer = TIDPOTrainer(
+        model=model,
+        ref_model=None if lora else make_model(tokenizer, seed=0),
+        args=args,
+        train_dataset=sentiment_pairs(4),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]) if lora else None,
+    )
+    trainer.train()
+    return trainer, lengths
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_full_ti_dpo_step_equals_whole_rows(tokenizer, tmp_path, lora):
+    """Paper preset with anchors (γ = 0.1): same logged metrics and same parameters (1e-5)."""
+    runs = {share: _train(tokenizer, tmp_path, share, lora) for share in (True, False)}
+    (shared, shared_lengths), (whole, whole_lengths) = runs[True], runs[False]
+    assert shared._share_prompt
+    width = _batch(tokenizer)["input_ids"].shape  # (8 rows, L): the whole rows of the one batch
+    assert tuple(width) in whole_lengths and tuple(width) not in shared_lengths
+    prompts = _batch(tokenizer)["prompt_input_ids"].shape
+    assert shared_lengths.count(tuple(prompts)) >= 2  # the policy's and the reference's prompt forward
+    logs = {share: runs[share][0].state.log_history[0] for share in runs}
+    for key in METRICS:
+        assert logs[True][key] == pytest.approx(logs[False][key], abs=1e-5), key
+    params = param_snapshot(whole.model)
+    for name, value in param_snapshot(shared.model).items():
+        torch.testing.assert_close(value, params[name], atol=1e-5, rtol=0, msg=name)
+
+
+def test_sequence_span_with_fused_attribution_runs_whole_rows(tokenizer, tmp_path):
+    """Prompt attributions are per row, so the official preset's span over the whole sequence cannot share."""
+    trainer, lengths = _train(tokenizer, tmp_path, True, False, preset="official", triplet_weight=0.0)
+    assert all(rows == 8 for rows, _ in lengths)
+
+
+def test_gradient_checkpointing_turns_sharing_off(tokenizer, tmp_path):
+    trainer, _ = _train(tokenizer, tmp_path, True, False, gradient_checkpointing=True, triplet_weight=0.0)
+    assert not trainer._share_prompt
+
+
+def test_a_batch_from_another_collator_runs_whole_rows_and_says_so(tokenizer, tmp_path, caplog):
+    def reorder_prompts(examples):
+        batch = PreferenceCollator(tokenizer.pad_token_id)(examples)
+        batch["prompt_input_ids"] = batch["prompt_input_ids"].flip(0)  # prompts in another order
+        return batch
+
+    args = config(tmp_path, per_device_train_batch_size=4, triplet_weight=0.0)
+    trainer = TIDPOTrainer(
+        model=make_model(tokenizer, seed=1), ref_model=make_model(tokenizer), args=args,
+        train_dataset=sentiment_pairs(4), processing_class=tokenizer, data_collator=reorder_prompts,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="tidpo"):
+        trainer.train()
+    assert not trainer._share_prompt
+    assert "share_prompt" in caplog.text
