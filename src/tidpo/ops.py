@@ -83,3 +83,13 @@ def left_align(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     aligned = zeros.scatter(1, index, torch.where(mask, values, torch.zeros_like(values)))[:, :width]
     aligned_mask = torch.arange(width, device=mask.device).unsqueeze(0) < counts.unsqueeze(1)
     return aligned, aligned_mask
+
+
+def move_to_frame(values: Tensor, mask: Tensor, target_mask: Tensor) -> Tensor:
+    """Put the masked entries of ``values`` ``(B, L)`` at the masked places of ``target_mask`` ``(B, L')``, in
+    order, row by row (0 elsewhere). Each row must have as many entries in both masks."""
+    if not torch.equal(mask.bool().sum(-1), target_mask.bool().sum(-1)):
+        raise ValueError("move_to_frame: the two masks select different numbers of entries in some row")
+    out = values.new_zeros(target_mask.shape)
+    out[target_mask.bool()] = values[mask.bool()]
+    return out

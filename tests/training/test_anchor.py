@@ -1,11 +1,14 @@
 """Anchor sampling: one batched, KV-cached generate over left-padded prompts gives the same tokens as each prompt
-alone (so positions are right under left padding), laid out as right-padded prompt + anchor rows."""
+alone (so positions are right under left padding), laid out as right-padded prompt + anchor rows; sampling from
+the prompts' keys and values (the shared-prompt route) gives the same tokens as generate."""
 
+import pytest
 import torch
 from transformers import GenerationConfig
 
 from tests.tiny import make_model
 from tidpo.training.anchor import sample_anchors
+from tidpo.training.scoring import prompt_forward
 
 
 def _greedy(tokenizer, n=5):
@@ -49,3 +52,44 @@ def test_anchor_stops_after_first_eos(tokenizer):
     assert completions == [[tokenizer.eos_token_id], [tokenizer.eos_token_id]]
     assert out.attention_mask.sum(-1).tolist() == [2, 5]
     assert out.input_ids[0, 2:].tolist() == [tokenizer.pad_token_id] * (out.input_ids.shape[1] - 2)
+
+
+def _sampling(tokenizer, do_sample=True, n=8):
+    return GenerationConfig(
+        do_sample=do_sample, top_k=10, top_p=0.9, temperature=0.8, max_new_tokens=n,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("do_sample", [True, False])
+def test_sampling_from_the_prompts_cache_equals_generate(tokenizer, do_sample):
+    """The shared-prompt route continues the training forward's prompt keys and values with its own decode loop
+    and transformers' warpers: with the same seed it draws the same tokens as ``generate``."""
+    model = make_model(tokenizer, seed=3).eval()
+    texts = ["Human: tell me about cats \n Assistant:", "hi", "Human: what is the weather today ? \n Assistant:"]
+    _, ids, mask = _left_padded(tokenizer, texts)
+    config = _sampling(tokenizer, do_sample)
+    torch.manual_seed(0)
+    via_generate = sample_anchors(model, ids, mask, config)
+    with torch.no_grad():
+        prompt = prompt_forward(model, ids, mask)
+    torch.manual_seed(0)
+    via_cache = sample_anchors(model, ids, mask, config, prompt=prompt)
+    assert via_cache.tokens.shape == (3, 8)
+    for field in ("input_ids", "attention_mask", "completion_mask", "tokens", "token_mask"):
+        assert torch.equal(getattr(via_cache, field), getattr(via_generate, field)), field
+
+
+def test_sampling_from_the_prompts_cache_stops_when_every_row_has_ended(tokenizer):
+    model = make_model(tokenizer, seed=3).eval()
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size)  # logits = bias: EOS every time
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    head.bias.data[tokenizer.eos_token_id] = 1.0
+    model.lm_head = head
+    _, ids, mask = _left_padded(tokenizer, ["hi", "tell me about cats"])
+    with torch.no_grad():
+        prompt = prompt_forward(model, ids, mask)
+    out = sample_anchors(model, ids, mask, _sampling(tokenizer, do_sample=False), prompt=prompt)
+    assert out.tokens.tolist() == [[tokenizer.eos_token_id]] * 2  # one step, not max_new_tokens
+    assert out.attention_mask.sum(-1).tolist() == [2, 5]

@@ -12,10 +12,11 @@ from tests.training.helpers import config, param_snapshot, sentiment_pairs
 from tidpo import TIDPOTrainer
 
 
-def _step(tokenizer, tmp_path, mode: str, accumulation: int):
+def _step(tokenizer, tmp_path, mode: str, accumulation: int, share: bool = True):
     args = config(
         tmp_path, per_device_train_batch_size=4 // accumulation, gradient_accumulation_steps=accumulation,
         optim="sgd", learning_rate=0.5, anchor_backward=mode, triplet_weight=5.0, triplet_margin=0.5,
+        share_prompt=share,
     )  # fmt: skip
     trainer = TIDPOTrainer(
         model=make_model(tokenizer, seed=1), ref_model=make_model(tokenizer, seed=0), args=args,
@@ -25,9 +26,12 @@ def _step(tokenizer, tmp_path, mode: str, accumulation: int):
     return trainer
 
 
+@pytest.mark.parametrize("share", [True, False])
 @pytest.mark.parametrize("accumulation", [1, 2])
-def test_deferred_anchor_backward_equals_joint(tokenizer, tmp_path, accumulation):
-    runs = {m: _step(tokenizer, tmp_path, m, accumulation) for m in ("deferred", "joint")}
+def test_deferred_anchor_backward_equals_joint(tokenizer, tmp_path, accumulation, share):
+    """With shared prompts the deferred gradient moves from the anchors' own frame to whole rows; without, it
+    stays in whole rows."""
+    runs = {m: _step(tokenizer, tmp_path, m, accumulation, share) for m in ("deferred", "joint")}
     logs = {m: runs[m].state.log_history[0] for m in runs}
     assert logs["joint"]["triplet/loss"] > 0.0  # the hinge is active, so the anchors do get a gradient
     assert logs["deferred"]["triplet/loss"] == pytest.approx(logs["joint"]["triplet/loss"], abs=1e-6)

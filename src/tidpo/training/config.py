@@ -50,7 +50,7 @@ CHOICES = {
     "weight_span": ("response", "sequence"),
     "weight_norm": ("mean", "sum"),
     "attribution": ("fused", "separate"),
-    "anchor_backward": ("deferred", "joint"),
+    "anchor_backward": ("auto", "deferred", "joint"),
 }
 
 
@@ -122,11 +122,12 @@ class TIDPOConfig(TrainingArguments):
         ),
     )
     anchor_backward: str = field(
-        default="deferred",
+        default="auto",
         metadata=_help(
-            "'deferred': score the anchors without a graph, backpropagate the main loss, then rebuild the anchors' "
-            "graph and backpropagate it alone (lower peak memory, one more anchor forward); 'joint': one backward "
-            "through both graphs. Same gradients."
+            "'joint': one backward through the main and the anchors' graphs; 'deferred': score the anchors without a "
+            "graph, backpropagate the main loss, then rebuild the anchors' graph and backpropagate it alone (lower "
+            "peak memory, one more anchor forward); 'auto': joint when prompts are shared (the anchors' graph is then "
+            "only their own tokens), else deferred. Same gradients."
         ),
     )
     anchor_max_new_tokens: int = field(default=64, metadata=_help("Anchor sampling: most new tokens (SPEC §4)."))

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from tidpo.importance.attribution import last_token_index
 from tidpo.lm_head import gather_predicting, head_token_stats, to_token_frame
-from tidpo.ops import left_align, per_token_kl, per_token_logps
+from tidpo.ops import left_align, move_to_frame, per_token_kl, per_token_logps
 
 # config attributes with which a model changes its logits after the LM head
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -85,16 +85,44 @@ class Features:
 
 
 @dataclass
-class SharedPromptFeatures(Features):
-    """Hidden states of a shared-prompt forward: ``values`` ``(2B, R, D)`` at the response tokens (right padded,
-    ``response_mask``) and ``prompt_last`` ``(B, D)`` at each prompt's last token, which predicts the first
-    response token of both rows of its pair."""
+class PromptState:
+    """A prompt forward's output, for continuations: each prompt's last hidden state ``(B, D)`` (it predicts the
+    first continuation token), the per-layer keys and values ``(B, heads, P, d)`` (graph-carrying when the forward
+    had one) and the left-padded prompt mask ``(B, P)``."""
 
-    prompt_last: Tensor | None = None
+    last: Tensor
+    cache: list[tuple[Tensor, Tensor]]
+    mask: Tensor
+
+    def detached(self) -> PromptState:
+        return PromptState(self.last.detach(), [(k.detach(), v.detach()) for k, v in self.cache], self.mask)
+
+    def dynamic_cache(self, repeats: int = 1):
+        """A fresh ``DynamicCache`` holding the prompt ``repeats`` times along the batch (B rows, then B again)."""
+        from transformers.cache_utils import DynamicCache
+
+        return DynamicCache(
+            ddp_cache_data=[(k.repeat(repeats, 1, 1, 1), v.repeat(repeats, 1, 1, 1)) for k, v in self.cache]
+        )
+
+    def positions(self, length: int, repeats: int = 1) -> Tensor:
+        """Position ids ``(repeats·B, length)`` of continuation tokens (each prompt's real length onwards)."""
+        start = self.mask.sum(-1).repeat(repeats).unsqueeze(1)
+        return start + torch.arange(length, device=self.mask.device)
+
+
+@dataclass
+class SharedPromptFeatures(Features):
+    """Hidden states of continuations of shared prompts: ``values`` ``(repeats·B, R, D)`` at the continuation
+    tokens (right padded, ``response_mask``), row ``i`` continuing prompt ``i mod B``; ``prompt`` holds the
+    prompts' last hidden states, which predict the first continuation token."""
+
+    prompt: PromptState | None = None
     response_mask: Tensor | None = None
+    repeats: int = 2
 
     def predicting(self, completion_mask: Tensor) -> Tensor:
-        first = self.prompt_last.repeat(2, 1).unsqueeze(1)  # rows: B chosen, then B rejected
+        first = self.prompt.last.repeat(self.repeats, 1).unsqueeze(1)  # rows: B chosen, then B rejected
         frame = torch.cat([first, self.values[:, :-1]], dim=1)  # entry j predicts response token j
         return frame[self.response_mask.bool()]
 
@@ -143,47 +171,58 @@ class PromptSharing:
 
     def to_full_frame(self, values: Tensor) -> Tensor:
         """Response-frame ``(2B, R)`` values at their tokens' places in the full rows ``(2B, L)``, 0 elsewhere."""
-        out = values.new_zeros(self.completion_mask.shape)
-        out[self.completion_mask.bool()] = values[self.response_mask.bool()]
-        return out
+        return move_to_frame(values, self.response_mask, self.completion_mask)
 
 
 class SharingUnsupported(RuntimeError):
     """The model's key/value cache is not the plain dynamic cache the shared-prompt forward relies on."""
 
 
-def forward_shared_prompt(model: nn.Module, sharing: PromptSharing, response_embeds: Tensor | None = None):
-    """Prompts once, then the responses from their cache (gradients flow through the cache; grad mode is the
-    caller's). Returns :class:`SharedPromptFeatures`; ``response_embeds`` ``(2B, R, D)`` replaces the embedding
-    lookup of the responses (the attribution takes its gradient there)."""
+def prompt_forward(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor) -> PromptState:
+    """Run left-padded prompts ``(B, P)`` once, keeping their keys and values (grad mode is the caller's)."""
     from transformers.cache_utils import DynamicCache, DynamicLayer
 
-    n_prompts = sharing.prompt_ids.shape[0]
-    prompt_positions = (sharing.prompt_mask.cumsum(-1) - 1).clamp(min=0)
-    cache_keyword = _cache_keyword(model)
+    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    with hidden_states_as_output(model):
+        out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    if type(cache) is not DynamicCache or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        raise SharingUnsupported(f"{type(model).__name__} returned a {type(cache).__name__} cache")
+    return PromptState(out.logits[:, -1], [(layer.keys, layer.values) for layer in cache.layers], prompt_mask)
+
+
+def continue_from_prompt(
+    model: nn.Module,
+    prompt: PromptState,
+    response_mask: Tensor,
+    response_ids: Tensor | None = None,
+    response_embeds: Tensor | None = None,
+    repeats: int = 1,
+) -> SharedPromptFeatures:
+    """Run right-padded continuations ``(repeats·B, R)`` of the prompts from their keys and values (gradients
+    flow into the prompt's graph when it has one). Give ``response_ids`` or ``response_embeds``."""
+    length = response_mask.shape[1]
+    tokens = {"input_ids": response_ids} if response_embeds is None else {"inputs_embeds": response_embeds}
     with hidden_states_as_output(model) as weight:
-        prompt_out = model(
-            input_ids=sharing.prompt_ids, attention_mask=sharing.prompt_mask, position_ids=prompt_positions,
-            use_cache=True,
-        )  # fmt: skip
-        cache = getattr(prompt_out, "cache", None) or getattr(prompt_out, "past_key_values", None)
-        if type(cache) is not DynamicCache or any(type(layer) is not DynamicLayer for layer in cache.layers):
-            raise SharingUnsupported(f"{type(model).__name__} returned a {type(cache).__name__} cache")
-        cache.reorder_cache(torch.arange(n_prompts, device=sharing.prompt_ids.device).repeat(2))
-        response_len = sharing.response_ids.shape[1]
-        positions = sharing.prompt_mask.sum(-1).repeat(2).unsqueeze(1) + torch.arange(
-            response_len, device=sharing.prompt_ids.device
-        )
-        tokens = {"input_ids": sharing.response_ids} if response_embeds is None else {"inputs_embeds": response_embeds}
-        response_out = model(
+        out = model(
             **tokens,
-            attention_mask=torch.cat([sharing.prompt_mask.repeat(2, 1), sharing.response_mask], dim=1),
-            position_ids=positions,
+            attention_mask=torch.cat([prompt.mask.repeat(repeats, 1), response_mask], dim=1),
+            position_ids=prompt.positions(length, repeats),
             use_cache=True,
-            **{cache_keyword: cache},
+            **{_cache_keyword(model): prompt.dynamic_cache(repeats)},
         )
-    return SharedPromptFeatures(
-        response_out.logits, weight, prompt_last=prompt_out.logits[:, -1], response_mask=sharing.response_mask
+    return SharedPromptFeatures(out.logits, weight, prompt=prompt, response_mask=response_mask, repeats=repeats)
+
+
+def forward_shared_prompt(
+    model: nn.Module, sharing: PromptSharing, response_embeds: Tensor | None = None
+) -> SharedPromptFeatures:
+    """The prompts once, then both responses of every pair from their cache (grad mode is the caller's);
+    ``response_embeds`` ``(2B, R, D)`` replaces the embedding lookup of the responses (the attribution takes its
+    gradient there)."""
+    prompt = prompt_forward(model, sharing.prompt_ids, sharing.prompt_mask)
+    return continue_from_prompt(
+        model, prompt, sharing.response_mask, sharing.response_ids, response_embeds=response_embeds, repeats=2
     )
 
 

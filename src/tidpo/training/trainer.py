@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from tidpo.data import PreferenceCollator, load_preference_data, tokenize_preference_dataset
 from tidpo.importance import embedding_attributions, separate_attributions, token_weights
 from tidpo.losses import preference_loss, sequence_kl, ti_dpo_objective, triplet_loss, weighted_logratio
-from tidpo.ops import left_align
+from tidpo.ops import left_align, move_to_frame
 from tidpo.training.anchor import sample_anchors
 from tidpo.training.config import TIDPOConfig
 from tidpo.training.metrics import MetricBuffer, effective_token_count
@@ -28,9 +28,11 @@ from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model
 from tidpo.training.scoring import (
     Features,
     PromptSharing,
+    SharedPromptFeatures,
     SharingUnsupported,
     TokenStats,
     chunked_head_problem,
+    continue_from_prompt,
     forward_features,
     forward_shared_prompt,
     last_token_logits,
@@ -58,6 +60,7 @@ class DeferredAnchors:
     attention_mask: Tensor
     completion_mask: Tensor
     grad: Tensor
+    frame: Tensor  # the completion mask of ``grad``'s frame (the anchors alone with shared prompts)
 
 
 class TIDPOTrainer(Trainer):
@@ -195,7 +198,9 @@ class TIDPOTrainer(Trainer):
         base = self._base_losses(logratio.chunk(2), kl)
         rho = stats.logps - stats.ref_logps
         triplet, anchors = (
-            self._triplet(model, inputs, rho, mode) if full and self.args.triplet_weight > 0 else (None, None)
+            self._triplet(model, inputs, rho, mode, policy.features, ref)
+            if full and self.args.triplet_weight > 0
+            else (None, None)
         )
         out = ti_dpo_objective(base, triplet.loss if triplet else None, self.args.triplet_weight if full else 0.0)
         if not torch.isfinite(out.loss):
@@ -290,29 +295,47 @@ class TIDPOTrainer(Trainer):
             chosen_kl = chosen_kl.detach()  # TDPO2: sg[SeqKL(x, y_w)]
         return preference_loss(*logratio, self.args.beta, chosen_kl, rejected_kl, self.args.kl_weight)
 
-    def _triplet(self, model, inputs, rho: Tensor, mode: str):
+    def _triplet(self, model, inputs, rho: Tensor, mode: str, policy: Features, ref: Features):
         """Sample anchors (timed), score them with both models, and take Eq. 13 over the response frames.
 
-        Returns the triplet output and, with ``anchor_backward="deferred"`` in training, the anchor rows to
+        With shared prompts the anchors continue the prompts' keys and values from the main forwards: sampling
+        runs no prompt, and scoring runs only the anchor tokens (with ``anchor_backward="joint"`` the policy's
+        anchor graph joins the prompt's, so one backward serves both).
+
+        Returns the triplet output and, with a deferred anchor backward in training, the anchor rows to
         rebuild after the main backward (their ``grad`` field holds, for now, the detached ρ leaf).
         """
         start = time.perf_counter()
         unwrapped = self._unwrapped(model)
+        shared = isinstance(policy, SharedPromptFeatures) and isinstance(ref, SharedPromptFeatures)
         anchors = sample_anchors(
-            unwrapped, inputs["prompt_input_ids"], inputs["prompt_attention_mask"], self.anchor_generation_config
-        )
+            unwrapped, inputs["prompt_input_ids"], inputs["prompt_attention_mask"], self.anchor_generation_config,
+            prompt=policy.prompt if shared else None,
+        )  # fmt: skip
         self._metrics.add(mode, "time/anchor_sampling", self._elapsed(start))
-        ids, mask, cmask = anchors.input_ids, anchors.attention_mask, anchors.completion_mask
-        defer = mode == "train" and self.args.anchor_backward == "deferred"
-        with torch.no_grad() if defer else contextlib.nullcontext():
-            policy = self._features(model, input_ids=ids, attention_mask=mask)
-        ref = self._ref_forward(model, {"input_ids": ids, "attention_mask": mask})
-        stats = self._token_stats(policy, ref, ids, cmask, with_kl=False)
+        setting = self.args.anchor_backward
+        defer = mode == "train" and (setting == "deferred" or (setting == "auto" and not shared))
+        if shared:  # the frame of the anchor tokens alone, behind a slot for the prompt's last token
+            ids = torch.cat([anchors.tokens[:, :1], anchors.tokens], dim=1)
+            cmask = torch.cat([torch.zeros_like(anchors.token_mask[:, :1]), anchors.token_mask], dim=1)
+            prompt = policy.prompt.detached() if defer else policy.prompt
+            with torch.no_grad() if defer else contextlib.nullcontext():
+                anchor_policy = continue_from_prompt(model, prompt, anchors.token_mask, anchors.tokens)
+            with reference_model(unwrapped, self.ref_model) as ref_model:
+                anchor_ref = continue_from_prompt(ref_model, ref.prompt, anchors.token_mask, anchors.tokens)
+        else:
+            ids, cmask = anchors.input_ids, anchors.completion_mask
+            with torch.no_grad() if defer else contextlib.nullcontext():
+                anchor_policy = self._features(model, input_ids=ids, attention_mask=anchors.attention_mask)
+            anchor_ref = self._ref_forward(model, {"input_ids": ids, "attention_mask": anchors.attention_mask})
+        stats = self._token_stats(anchor_policy, anchor_ref, ids, cmask, with_kl=False)
         anchor_rho = stats.logps - stats.ref_logps
         deferred = None
         if defer:
             anchor_rho = anchor_rho.detach().requires_grad_(True)
-            deferred = DeferredAnchors(ids, mask, cmask, grad=anchor_rho)
+            deferred = DeferredAnchors(
+                anchors.input_ids, anchors.attention_mask, anchors.completion_mask, grad=anchor_rho, frame=cmask
+            )
         chosen, rejected = (
             left_align(r, m) for r, m in zip(rho.chunk(2), inputs["completion_mask"].chunk(2), strict=True)
         )
@@ -328,8 +351,9 @@ class TIDPOTrainer(Trainer):
             with self.compute_loss_context_manager():
                 policy = self._features(model, input_ids=deferred.input_ids, attention_mask=deferred.attention_mask)
                 logps = self._token_stats(policy, None, deferred.input_ids, deferred.completion_mask, False).logps
+            grad = move_to_frame(deferred.grad, deferred.frame, deferred.completion_mask)
             # the same 1/accumulation scaling Trainer applies to the main loss (loss_is_scaled_for_ga is False)
-            surrogate = (logps * deferred.grad).sum() / self.current_gradient_accumulation_steps
+            surrogate = (logps * grad).sum() / self.current_gradient_accumulation_steps
             self.accelerator.backward(surrogate)
         return loss
 
