@@ -37,12 +37,31 @@ def _stat_dtype(hidden: Tensor) -> torch.dtype:
     return torch.promote_types(hidden.dtype, torch.float32)
 
 
-def _logits_into(hidden: Tensor, weight: Tensor, out: Tensor) -> Tensor:
-    """``hidden @ weightᵀ`` in at least fp32, written into the ``(n, V)`` buffer ``out`` (returned).
+class HeadWorkspace:
+    """Scratch ``(rows, vocab)`` buffers kept between calls (two slots), so that every step after the first reuses
+    the same memory. On a CPU a fresh buffer of this size is a fresh mapping whose page faults cost about as much as
+    an elementwise pass over it. Not for concurrent use. Without one, each call allocates its own."""
 
-    The buffers are allocated once per call and reused by every chunk: on a CPU a fresh (rows, vocab) tensor is a
-    fresh mapping of memory whose page faults cost about as much as an elementwise pass over it.
-    """
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
+
+    def get(self, slot: int, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        key = (slot, dtype, device)
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != cols:
+            self._buffers.pop(key, None)  # drop the old one first: never two of them at once
+            buf = self._buffers[key] = torch.empty(rows, cols, dtype=dtype, device=device)
+        return buf[:rows]
+
+
+def _buffers(workspace: HeadWorkspace | None, rows: int, cols: int, dtype, device) -> tuple[Tensor, Tensor]:
+    if workspace is None:
+        return tuple(torch.empty(rows, cols, dtype=dtype, device=device) for _ in range(2))
+    return tuple(workspace.get(slot, rows, cols, dtype, device) for slot in range(2))
+
+
+def _logits_into(hidden: Tensor, weight: Tensor, out: Tensor) -> Tensor:
+    """``hidden @ weightᵀ`` in at least fp32, written into the ``(n, V)`` buffer ``out`` (returned)."""
     if hidden.dtype == out.dtype:
         return torch.mm(hidden, weight.T, out=out)
     return out.copy_(hidden @ weight.T)
@@ -53,12 +72,10 @@ def _exp_shifted(logits: Tensor, shift: Tensor, out: Tensor) -> Tensor:
     return torch.sub(logits, shift.unsqueeze(-1), out=out).exp_()
 
 
-def _logsumexp(logits: Tensor, work: Tensor) -> tuple[Tensor, Tensor]:
-    """``(lse, row sums)`` of ``logits`` ``(n, V)``; ``work`` is left holding ``exp(logits − rowmax)``."""
+def _row_max(logits: Tensor) -> Tensor:
+    """Row maxima, 0 for a row with no finite maximum (an all -inf row then gives lse -inf, not NaN)."""
     top = logits.amax(-1)
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # an all -inf row: lse -inf, not NaN
-    total = _exp_shifted(logits, top, work).sum(-1)
-    return top + total.log(), total
+    return torch.where(torch.isfinite(top), top, torch.zeros_like(top))
 
 
 def _kl_rows(ref_exp: Tensor, ref_total: Tensor, ref_lse: Tensor, diff: Tensor, lse: Tensor) -> Tensor:
@@ -87,30 +104,33 @@ def _active_rows(weights: Tensor) -> slice | None:
 
 class _ChunkedHead(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk):
+    def forward(ctx, hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk, workspace):
         with_ref = ref_hidden is not None
         n, dtype, device = hidden.shape[0], _stat_dtype(hidden), hidden.device
         logps, lse = (torch.empty(n, dtype=dtype, device=device) for _ in range(2))
         ref_logps, ref_lse = (torch.empty(n if with_ref else 0, dtype=dtype, device=device) for _ in range(2))
         kl = torch.empty(n if with_kl else 0, dtype=dtype, device=device)
-        size = (min(chunk, n), weight.shape[0])
-        logits_buf, work = (torch.empty(size, dtype=dtype, device=device) for _ in range(2))
-        ref_buf = torch.empty(size, dtype=dtype, device=device) if with_ref else None
+        buf_a, buf_b = _buffers(workspace, min(chunk, n), weight.shape[0], dtype, device)
         for start in range(0, n, chunk):
             rows = slice(start, start + chunk)
             k = hidden[rows].shape[0]
             picked = targets[rows].unsqueeze(-1)
-            logits = _logits_into(hidden[rows], weight, logits_buf[:k])
-            lse[rows] = _logsumexp(logits, work[:k])[0]
+            logits = _logits_into(hidden[rows], weight, buf_a[:k])  # z in A
+            top = _row_max(logits)
+            lse[rows] = top + _exp_shifted(logits, top, buf_b[:k]).sum(-1).log()  # exp(z − max) in B, dropped
             logps[rows] = logits.gather(-1, picked).squeeze(-1) - lse[rows]
             if with_ref:
-                ref_logits = _logits_into(ref_hidden[rows], ref_weight, ref_buf[:k])
-                ref_lse[rows], ref_total = _logsumexp(ref_logits, work[:k])
-                ref_logps[rows] = ref_logits.gather(-1, picked).squeeze(-1) - ref_lse[rows]
-                if with_kl:  # work holds exp(z_ref − max); z_ref − z goes where z was
-                    diff = torch.sub(ref_logits, logits, out=logits)
-                    kl[rows] = _kl_rows(work[:k], ref_total, ref_lse[rows], diff, lse[rows])
-        ctx.chunk = chunk
+                ref_logits = _logits_into(ref_hidden[rows], ref_weight, buf_b[:k])  # z_ref in B
+                ref_picked = ref_logits.gather(-1, picked).squeeze(-1)
+                ref_top = _row_max(ref_logits)
+                diff = torch.sub(ref_logits, logits, out=logits) if with_kl else None  # z_ref − z in A
+                ref_exp = _exp_shifted(ref_logits, ref_top, ref_logits)  # exp(z_ref − max) in B
+                ref_total = ref_exp.sum(-1)
+                ref_lse[rows] = ref_top + ref_total.log()
+                ref_logps[rows] = ref_picked - ref_lse[rows]
+                if with_kl:
+                    kl[rows] = _kl_rows(ref_exp, ref_total, ref_lse[rows], diff, lse[rows])
+        ctx.chunk, ctx.workspace = chunk, workspace
         ctx.set_materialize_grads(False)  # an unused output (e.g. the KL in DPO mode) then costs no backward work
         ctx.save_for_backward(hidden, weight, targets, lse, *((ref_hidden, ref_weight, ref_lse) if with_kl else ()))
         ctx.mark_non_differentiable(ref_logps)
@@ -121,12 +141,11 @@ class _ChunkedHead(torch.autograd.Function):
         hidden, weight, targets, lse, *ref = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         use_kl = bool(ref) and grad_kl is not None
+        nothing = (None,) * 8
         if grad_logps is None and not use_kl:
-            return None, None, None, None, None, None, None
+            return nothing
         n, dtype, device = hidden.shape[0], _stat_dtype(hidden), hidden.device
-        size = (min(ctx.chunk, n), weight.shape[0])
-        buf = torch.empty(size, dtype=dtype, device=device)
-        ref_buf = torch.empty(size, dtype=dtype, device=device) if use_kl else None
+        buf, ref_buf = _buffers(ctx.workspace, min(ctx.chunk, n), weight.shape[0], dtype, device)
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         grad_weight = None
         for start in range(0, n, ctx.chunk):
@@ -141,8 +160,8 @@ class _ChunkedHead(torch.autograd.Function):
             kl_rows = _active_rows(g_kl) if use_kl else None  # TDPO2: the chosen rows' KL has no gradient
             if kl_rows is not None:
                 ref_hidden, ref_weight, ref_lse = ref[0][rows][kl_rows], ref[1], ref[2][rows][kl_rows]
-                q = _exp_shifted(_logits_into(ref_hidden, ref_weight, ref_buf[: ref_hidden.shape[0]]), ref_lse,
-                                 ref_buf[: ref_hidden.shape[0]])  # fmt: skip
+                q_buf = ref_buf[: ref_hidden.shape[0]]
+                q = _exp_shifted(_logits_into(ref_hidden, ref_weight, q_buf), ref_lse, q_buf)
                 g_logits[kl_rows].sub_(q.mul_(g_kl[kl_rows].unsqueeze(-1)))
             if need_hidden:
                 grad_hidden[rows] = (g_logits.to(weight.dtype) @ weight).to(hidden.dtype)
@@ -151,7 +170,7 @@ class _ChunkedHead(torch.autograd.Function):
                 grad_weight = g_logits.T @ h if grad_weight is None else grad_weight.addmm_(g_logits.T, h)
         if need_weight:
             grad_weight = grad_weight.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None, None, None
+        return grad_hidden, grad_weight, *nothing[2:]
 
 
 def head_token_stats(
@@ -162,6 +181,7 @@ def head_token_stats(
     ref_weight: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     with_kl: bool = True,
+    workspace: HeadWorkspace | None = None,
 ) -> HeadStats:
     """Log-prob of each target (and, with a reference, its log-prob and the KL) from hidden states, in chunks.
 
@@ -173,6 +193,7 @@ def head_token_stats(
         ref_weight: ``(V, D)`` the reference's LM head (needed with ``ref_hidden``).
         chunk_size: rows per chunk; memory is ``O(chunk_size · V)`` instead of ``O(N · V)``.
         with_kl: compute the KL (needs the reference); off, ``kl`` is None and costs nothing.
+        workspace: scratch buffers reused across calls (a trainer keeps one); None allocates per call.
     """
     if hidden.ndim != 2 or targets.shape != hidden.shape[:1] or weight.shape[1] != hidden.shape[1]:
         raise ValueError(
@@ -188,7 +209,9 @@ def head_token_stats(
     with_kl = with_kl and ref_hidden is not None
     if ref_hidden is not None:
         ref_hidden, ref_weight = ref_hidden.detach(), ref_weight.detach()
-    logps, ref_logps, kl = _ChunkedHead.apply(hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk_size)
+    logps, ref_logps, kl = _ChunkedHead.apply(
+        hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk_size, workspace
+    )
     return HeadStats(logps, ref_logps if ref_hidden is not None else None, kl if with_kl else None)
 
 

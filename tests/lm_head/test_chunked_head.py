@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from tidpo.lm_head import gather_predicting, head_token_stats, to_token_frame
+from tidpo.lm_head import HeadWorkspace, gather_predicting, head_token_stats, to_token_frame
 from tidpo.ops import per_token_kl, per_token_logps
 
 
@@ -122,3 +122,22 @@ def test_a_vocabulary_entry_at_minus_infinity_counts_zero_in_the_kl():
     expected = (q.exp() * torch.where(q.exp() > 0, q - logits.log_softmax(-1), torch.zeros_like(q))).sum(-1)
     assert torch.isfinite(stats.kl[2])
     assert_close(stats.kl[2], expected[2], atol=1e-6, rtol=1e-5)
+
+
+def test_a_workspace_reuses_its_buffers_and_changes_no_number():
+    hidden, weight, ref_hidden, targets = _case()
+    coef = torch.linspace(-1.0, 2.0, 7)
+    results = {}
+    workspace = HeadWorkspace()
+    for key, ws in (("fresh", None), ("workspace", workspace), ("again", workspace)):
+        hidden.grad = weight.grad = None
+        stats = head_token_stats(hidden, weight, targets, ref_hidden, weight.detach(), chunk_size=3, workspace=ws)
+        (coef * stats.logps + coef.flip(0) * stats.kl).sum().backward()
+        results[key] = (stats.logps.detach(), stats.kl.detach(), hidden.grad.clone(), weight.grad.clone())
+        if key == "workspace":
+            pointers = [workspace.get(slot, 3, 11, torch.float32, hidden.device).data_ptr() for slot in (0, 1)]
+    for key in ("workspace", "again"):
+        for got, want in zip(results[key], results["fresh"], strict=True):
+            assert_close(got, want, atol=0, rtol=0)
+    assert [workspace.get(slot, 3, 11, torch.float32, hidden.device).data_ptr() for slot in (0, 1)] == pointers
+    assert workspace.get(0, 5, 11, torch.float32, hidden.device).shape == (5, 11)  # grows when asked for more

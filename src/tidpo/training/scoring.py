@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from tidpo.importance.attribution import last_token_index
-from tidpo.lm_head import gather_predicting, head_token_stats, to_token_frame
+from tidpo.lm_head import HeadWorkspace, gather_predicting, head_token_stats, to_token_frame
 from tidpo.ops import left_align, move_to_frame, per_token_kl, per_token_logps
 
 # config attributes with which a model changes its logits after the LM head
@@ -169,6 +169,14 @@ class PromptSharing:
         response_ids, response_mask = left_align(ids, completion)
         return cls(prompt_ids, prompt_mask, response_ids, response_mask.long(), completion)
 
+    def embed(self, embedding: nn.Module) -> tuple[Tensor, Tensor]:
+        """``(prompt_embeds (B, P, D), response_embeds (2B, R, D))`` from one lookup: one embedding backward (a
+        dense vocabulary-sized gradient) instead of two."""
+        prompt_ids, response_ids = self.prompt_ids, self.response_ids
+        flat = embedding(torch.cat([prompt_ids.reshape(-1), response_ids.reshape(-1)]))
+        prompt_embeds, response_embeds = flat.split([prompt_ids.numel(), response_ids.numel()])
+        return prompt_embeds.view(*prompt_ids.shape, -1), response_embeds.view(*response_ids.shape, -1)
+
     def to_full_frame(self, values: Tensor) -> Tensor:
         """Response-frame ``(2B, R)`` values at their tokens' places in the full rows ``(2B, L)``, 0 elsewhere."""
         return move_to_frame(values, self.response_mask, self.completion_mask)
@@ -178,13 +186,17 @@ class SharingUnsupported(RuntimeError):
     """The model's key/value cache is not the plain dynamic cache the shared-prompt forward relies on."""
 
 
-def prompt_forward(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor) -> PromptState:
-    """Run left-padded prompts ``(B, P)`` once, keeping their keys and values (grad mode is the caller's)."""
+def prompt_forward(
+    model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, prompt_embeds: Tensor | None = None
+) -> PromptState:
+    """Run left-padded prompts ``(B, P)`` once, keeping their keys and values (grad mode is the caller's);
+    ``prompt_embeds`` ``(B, P, D)`` replaces the embedding lookup."""
     from transformers.cache_utils import DynamicCache, DynamicLayer
 
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    tokens = {"input_ids": prompt_ids} if prompt_embeds is None else {"inputs_embeds": prompt_embeds}
     with hidden_states_as_output(model):
-        out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+        out = model(**tokens, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
     cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
     if type(cache) is not DynamicCache or any(type(layer) is not DynamicLayer for layer in cache.layers):
         raise SharingUnsupported(f"{type(model).__name__} returned a {type(cache).__name__} cache")
@@ -215,12 +227,15 @@ def continue_from_prompt(
 
 
 def forward_shared_prompt(
-    model: nn.Module, sharing: PromptSharing, response_embeds: Tensor | None = None
+    model: nn.Module,
+    sharing: PromptSharing,
+    response_embeds: Tensor | None = None,
+    prompt_embeds: Tensor | None = None,
 ) -> SharedPromptFeatures:
     """The prompts once, then both responses of every pair from their cache (grad mode is the caller's);
-    ``response_embeds`` ``(2B, R, D)`` replaces the embedding lookup of the responses (the attribution takes its
-    gradient there)."""
-    prompt = prompt_forward(model, sharing.prompt_ids, sharing.prompt_mask)
+    ``response_embeds`` ``(2B, R, D)`` and ``prompt_embeds`` ``(B, P, D)`` replace the embedding lookups (the
+    attribution takes its gradient at the response embeddings; see :meth:`PromptSharing.embed`)."""
+    prompt = prompt_forward(model, sharing.prompt_ids, sharing.prompt_mask, prompt_embeds)
     return continue_from_prompt(
         model, prompt, sharing.response_mask, sharing.response_ids, response_embeds=response_embeds, repeats=2
     )
@@ -270,6 +285,7 @@ def token_stats(
     completion_mask: Tensor,
     with_kl: bool,
     chunk_size: int,
+    workspace: HeadWorkspace | None = None,
 ) -> TokenStats:
     """Per-token log-probs of ``input_ids`` under the policy and (when given) the reference, and the KL when
     ``with_kl`` (which needs the reference), at response tokens."""
@@ -290,6 +306,7 @@ def token_stats(
         None if ref is None else ref.weight,
         chunk_size=chunk_size,
         with_kl=with_kl,
+        workspace=workspace,
     )
     frame = [
         None if v is None else to_token_frame(v, completion_mask) for v in (stats.logps, stats.ref_logps, stats.kl)

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 
 from tidpo.data import PreferenceCollator, load_preference_data, tokenize_preference_dataset
 from tidpo.importance import embedding_attributions, separate_attributions, token_weights
+from tidpo.lm_head import HeadWorkspace
 from tidpo.losses import preference_loss, sequence_kl, ti_dpo_objective, triplet_loss, weighted_logratio
 from tidpo.ops import left_align, move_to_frame
 from tidpo.training.anchor import sample_anchors
@@ -144,6 +145,7 @@ class TIDPOTrainer(Trainer):
         self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
         self._deferred: DeferredAnchors | None = None
         self._chunked = self._use_chunked_logits(model, ref_model)
+        self._head_workspace = HeadWorkspace()  # the chunked head's scratch buffers, reused every step
         self._share_prompt = self._chunked and args.share_prompt and not args.gradient_checkpointing
         self.anchor_generation_config = GenerationConfig(
             do_sample=True,
@@ -237,15 +239,19 @@ class TIDPOTrainer(Trainer):
 
     def _token_stats(self, policy: Features, ref: Features, input_ids, completion_mask, with_kl: bool) -> TokenStats:
         chunk = self.args.logits_chunk_size
-        return token_stats(policy, ref, input_ids, completion_mask, with_kl=with_kl, chunk_size=chunk)
+        return token_stats(
+            policy, ref, input_ids, completion_mask, with_kl=with_kl, chunk_size=chunk, workspace=self._head_workspace
+        )
 
     def _policy_forward(self, model, inputs, attribute: bool, sharing: PromptSharing | None) -> PolicyOutput:
         """Policy forward; with ``attribute``, Eqs. 5–6 attributions too (timed)."""
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         embed = self._unwrapped(model).get_input_embeddings()
         # with a shared prompt the fused attribution is taken at the response embeddings (all that the weights use)
-        embeds = embed(input_ids if sharing is None else sharing.response_ids)
-        mask = attention_mask if sharing is None else sharing.response_mask
+        if sharing is None:
+            prompt_embeds, embeds, mask = None, embed(input_ids), attention_mask
+        else:
+            (prompt_embeds, embeds), mask = sharing.embed(embed), sharing.response_mask
         fused = attribute and self.args.attribution == "fused"
         if fused and not embeds.requires_grad:  # frozen embeddings (LoRA): a leaf to take the gradient at
             embeds = embeds.detach().requires_grad_(True)
@@ -253,7 +259,7 @@ class TIDPOTrainer(Trainer):
             if sharing is None:
                 features = self._features(model, inputs_embeds=embeds, attention_mask=attention_mask)
             else:
-                features = forward_shared_prompt(model, sharing, embeds)
+                features = forward_shared_prompt(model, sharing, embeds, prompt_embeds)
         attributions = None
         if attribute:
             start = time.perf_counter()
