@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 REF_LOGP_KEYS = ("ref_chosen_logps", "ref_rejected_logps")
+REF_TOKEN_KEYS = ("ref_chosen_token_logps", "ref_rejected_token_logps")  # per response token, from the cache
 
 
 @dataclass
@@ -80,7 +81,26 @@ class PreferenceCollator:
         for key in REF_LOGP_KEYS:
             if key in examples[0]:
                 batch[key] = torch.tensor([float(example[key]) for example in examples], dtype=torch.float32)
+        if all(key in examples[0] for key in REF_TOKEN_KEYS):
+            batch["ref_token_logps"] = self._ref_token_frame(examples, batch["completion_mask"])
         return batch
+
+    @staticmethod
+    def _ref_token_frame(examples: Sequence[Mapping[str, Any]], completion_mask: Tensor) -> Tensor:
+        """Cached per-token reference log-probs at the response tokens of the ``(2B, L)`` rows (0 elsewhere)."""
+        frame = torch.zeros(completion_mask.shape, dtype=torch.float32)
+        n = len(examples)
+        for row in range(2 * n):
+            key = REF_TOKEN_KEYS[row // n]
+            values = examples[row % n][key]
+            where = completion_mask[row].bool()
+            if len(values) != int(where.sum()):
+                raise ValueError(
+                    f"PreferenceCollator: pair {row % n} of the batch has {len(values)} cached {key} values for "
+                    f"{int(where.sum())} response tokens; the cache was made with another max_length or tokenizer"
+                )
+            frame[row, where] = torch.tensor(values, dtype=torch.float32)
+        return frame
 
     def _check_completions_survive(self, completion_masks: list[list[int]]) -> None:
         if any(not any(mask) for mask in completion_masks):

@@ -113,6 +113,15 @@ class TIDPOConfig(TrainingArguments):
         ),
     )
     logits_chunk_size: int = field(default=1024, metadata=_help("Response tokens per chunk with chunked_logits."))
+    precompute_ref_logps: bool = field(
+        default=False,
+        metadata=_help(
+            "Score the data with the reference once before training (cached on disk, keyed by the tokenised data, "
+            "max_length and the reference's weights) and read per-token reference log-probs from the batch instead "
+            "of running the reference every step. Only when nothing else needs it: kl_mode='none' and "
+            "triplet_weight=0."
+        ),
+    )
     share_prompt: bool = field(
         default=True,
         metadata=_help(
@@ -203,6 +212,13 @@ class TIDPOConfig(TrainingArguments):
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        if self.precompute_ref_logps and (self.kl_weight > 0 or self.triplet_weight > 0):
+            raise ValueError(
+                "precompute_ref_logps needs a step that uses the reference only for the dataset's own tokens: "
+                f"kl_mode='none' and triplet_weight=0 (got kl_mode={self.kl_mode!r}, kl_weight={self.kl_weight}, "
+                f"triplet_weight={self.triplet_weight}); the KL needs its full distribution and anchors are new "
+                "every step"
+            )
 
     @property
     def needs_attribution(self) -> bool:

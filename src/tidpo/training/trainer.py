@@ -25,6 +25,7 @@ from tidpo.ops import left_align, move_to_frame
 from tidpo.training.anchor import sample_anchors
 from tidpo.training.config import TIDPOConfig
 from tidpo.training.metrics import MetricBuffer, effective_token_count
+from tidpo.training.ref_cache import score_dataset, with_reference_logps
 from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model, reference_model
 from tidpo.training.scoring import (
     Features,
@@ -147,6 +148,12 @@ class TIDPOTrainer(Trainer):
         self._chunked = self._use_chunked_logits(model, ref_model)
         self._head_workspace = HeadWorkspace()  # the chunked head's scratch buffers, reused every step
         self._share_prompt = self._chunked and args.share_prompt and not args.gradient_checkpointing
+        if args.precompute_ref_logps:
+            self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
+            if isinstance(self.eval_dataset, dict):
+                self.eval_dataset = {k: self._with_reference_logps(v, k) for k, v in self.eval_dataset.items()}
+            else:
+                self.eval_dataset = self._with_reference_logps(self.eval_dataset, "eval")
         self.anchor_generation_config = GenerationConfig(
             do_sample=True,
             max_new_tokens=args.anchor_max_new_tokens,
@@ -185,15 +192,18 @@ class TIDPOTrainer(Trainer):
         input_ids, completion_mask = inputs["input_ids"], inputs["completion_mask"]
         attribute = full and self.args.needs_attribution
         sharing = self._sharing(inputs, attribute)
+        cached_ref = inputs.get("ref_token_logps")  # precompute_ref_logps: no reference forward at all
         try:
             policy = self._policy_forward(model, inputs, attribute, sharing)
-            ref = self._ref_forward(model, inputs, sharing)
+            ref = None if cached_ref is not None else self._ref_forward(model, inputs, sharing)
         except SharingUnsupported as error:
             logger.warning("share_prompt: %s; running whole rows from now on", error)
             self._share_prompt = False
             policy = self._policy_forward(model, inputs, attribute, None)
-            ref = self._ref_forward(model, inputs, None)
+            ref = None if cached_ref is not None else self._ref_forward(model, inputs, None)
         stats = self._token_stats(policy.features, ref, input_ids, completion_mask, self.args.kl_weight > 0)
+        if cached_ref is not None:
+            stats = TokenStats(stats.logps, cached_ref * completion_mask, None)
         weights = self._token_weights(inputs, policy.attributions, uniform=not full)
         logratio = weighted_logratio(stats.logps, stats.ref_logps, weights)
         kl = sequence_kl(stats.kl, completion_mask).chunk(2) if stats.kl is not None else None
@@ -224,6 +234,29 @@ class TIDPOTrainer(Trainer):
             if sharing is not None:
                 return forward_shared_prompt(ref, sharing)
             return self._features(ref, input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+
+    def _with_reference_logps(self, dataset, name: str):
+        """``dataset`` with the reference's per-token log-probs of every response (cached; see ``ref_cache``)."""
+        if dataset is None:
+            return None
+
+        def token_logps(batch):
+            try:
+                features = self._ref_forward(self.model, batch, self._sharing(batch, attribute=False))
+            except SharingUnsupported as error:
+                logger.warning("share_prompt: %s; running whole rows from now on", error)
+                self._share_prompt = False
+                features = self._ref_forward(self.model, batch, None)
+            return self._token_stats(features, None, batch["input_ids"], batch["completion_mask"], False).logps
+
+        def score():
+            return score_dataset(
+                dataset, self.data_collator, token_logps, self.args.per_device_eval_batch_size, self.args.device,
+                desc=f"reference log-probs ({name})",
+            )  # fmt: skip
+
+        with reference_model(self._unwrapped(self.model), self.ref_model) as reference:
+            return with_reference_logps(dataset, reference, score, self.args.max_length, name)
 
     def _sharing(self, inputs, attribute: bool) -> PromptSharing | None:
         """The batch split into prompts and responses when the shared-prompt forward applies (else None)."""

@@ -1,0 +1,121 @@
+"""Per-token reference log-probs computed once and cached on disk (``precompute_ref_logps=True``).
+
+When nothing in a step needs the live reference (``kl_mode="none"`` and ``triplet_weight=0``: the KL needs the
+reference's full distribution and the anchors are new every step), the reference is only ever asked for the
+log-probs of the dataset's own response tokens. Those are computed once, before training, stored next to each
+pair as ``ref_chosen_token_logps`` / ``ref_rejected_token_logps`` (one float per response token kept after
+``max_length``), and read from the batch instead of running the reference every step.
+
+The cache file is ``$TIDPO_CACHE/ref-logps/<key>.pt`` (default ``~/.cache/tidpo``). The key hashes the
+tokenised pairs, ``max_length`` and the reference's weights (names, shapes, dtypes, values; LoRA adapter weights
+excluded, since a PEFT reference runs with them disabled), so a different dataset, truncation or reference never
+reads stale numbers. Files are written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from tidpo.data.collator import REF_TOKEN_KEYS as REF_TOKEN_COLUMNS
+from tidpo.models import cache_root
+
+logger = logging.getLogger("tidpo")
+TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+
+def weights_digest(model: nn.Module) -> str:
+    """BLAKE2b of every parameter and buffer of ``model`` (name, shape, dtype and bytes), LoRA weights excluded."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        if "lora_" in name:
+            continue
+        flat = tensor.detach().contiguous().view(-1)
+        raw = flat.view(torch.uint8) if flat.element_size() == 1 else flat.view(_int_of_size(flat.element_size()))
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(raw.cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _int_of_size(size: int) -> torch.dtype:
+    return {2: torch.int16, 4: torch.int32, 8: torch.int64}[size]
+
+
+def data_digest(dataset, max_length: int | None) -> str:
+    """BLAKE2b of the tokenised pairs (in order) and ``max_length``."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"max_length={max_length}|rows={len(dataset)}|".encode())
+    for column in TOKEN_COLUMNS:
+        digest.update(column.encode())
+        for ids in dataset[column]:
+            digest.update(len(ids).to_bytes(4, "little"))
+            digest.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_path(data_key: str, weights_key: str) -> Path:
+    return cache_root() / "ref-logps" / f"{data_key}-{weights_key}.pt"
+
+
+def response_values(values: Tensor, completion_mask: Tensor) -> list[list[float]]:
+    """Each row's values at its response tokens, in order: ``(N, L) -> N lists``."""
+    mask = completion_mask.bool()
+    return [values[row][mask[row]].tolist() for row in range(values.shape[0])]
+
+
+@torch.no_grad()
+def score_dataset(
+    dataset,
+    collator: Callable,
+    token_logps: Callable[[dict[str, Tensor]], Tensor],
+    batch_size: int,
+    device: torch.device,
+    desc: str,
+) -> dict[str, list[list[float]]]:
+    """Run ``token_logps`` (a batch in, ``(2B, L)`` reference log-probs out) over ``dataset`` in order."""
+    chosen, rejected = [], []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, dynamic_ncols=True):
+        rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = {k: v.to(device) for k, v in collator(rows).items()}
+        logps = token_logps(batch)
+        if not torch.isfinite(logps[batch["completion_mask"].bool()]).all():
+            raise FloatingPointError(f"{desc}: non-finite reference log-prob in rows {start}–{start + len(rows) - 1}")
+        values = response_values(logps.float().cpu(), batch["completion_mask"].cpu())
+        chosen += values[: len(rows)]
+        rejected += values[len(rows) :]
+    return {REF_TOKEN_COLUMNS[0]: chosen, REF_TOKEN_COLUMNS[1]: rejected}
+
+
+def with_reference_logps(
+    dataset,
+    reference: nn.Module,
+    score: Callable[[], dict[str, list[list[float]]]],
+    max_length: int | None,
+    name: str,
+):
+    """``dataset`` with the two per-token reference columns, from the cache or from ``score()`` (then cached)."""
+    if set(REF_TOKEN_COLUMNS) <= set(dataset.column_names):
+        return dataset
+    path = cache_path(data_digest(dataset, max_length), weights_digest(reference))
+    if path.is_file():
+        columns = torch.load(path, weights_only=True)
+        logger.info("precompute_ref_logps: %s reference log-probs read from %s", name, path)
+    else:
+        columns = score()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        torch.save(columns, partial)
+        partial.replace(path)
+        logger.info("precompute_ref_logps: %s reference log-probs written to %s", name, path)
+    if any(len(columns[c]) != len(dataset) for c in REF_TOKEN_COLUMNS):
+        raise ValueError(f"{path}: holds {len(columns[REF_TOKEN_COLUMNS[0]])} rows for a {len(dataset)}-row dataset")
+    for column in REF_TOKEN_COLUMNS:
+        dataset = dataset.add_column(column, columns[column])
+    return dataset
