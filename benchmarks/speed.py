@@ -248,24 +248,30 @@ def machine() -> dict:
     import trl
 
     info["transformers"], info["trl"] = transformers.__version__, trl.__version__
+    # allocator settings change CPU step times a lot (page faults of fresh large buffers); name them
+    info["env"] = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("MALLOC_", "LD_PRELOAD", "OMP_"))}
     return info
 
 
 def _provenance(report: dict) -> str:
     m = report["machine"]
     hw = m.get("gpu") or f"{m['cpu']} ({m['cpu_count']} cores)"
+    env = " ".join(f"{k}={v}" for k, v in m.get("env", {}).items())
     return (
-        f"`{report['command']}` on {hw}, torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}, "
-        f"{report['date']}."
+        f"`{(env + ' ') if env else ''}{report['command']}` on {hw}, torch {m['torch']}, transformers "
+        f"{m['transformers']}, trl {m['trl']}, {report['date']}."
     )
 
 
 def markdown_sections(report: dict) -> dict[str, str]:
     """Markdown per page section: ``<device>`` (configurations and ratios) and ``<device>-sweep``, when run."""
     s, device, sections = report["settings"], report["device"], {}
+    label = report.get("label") or ""
+    title = device.upper() + (f" ({label})" if label else "")
+    device = device + (f"-{label}" if label else "")
     if report["results"]:
         lines = [
-            f"### {device.upper()}: {s['shape']} ({s['dtype']}), {s['pairs']} pairs, prompt {s['prompt_len']} "
+            f"### {title}: {s['shape']} ({s['dtype']}), {s['pairs']} pairs, prompt {s['prompt_len']} "
             f"+ response {s['response_len']}",
             "",
             f"{_provenance(report)} Median of {s['steps']} steps after {s['warmup']} warm-up.",
@@ -286,7 +292,7 @@ def markdown_sections(report: dict) -> dict[str, str]:
         sections[device] = "\n".join(lines) + "\n"
     if report["sweep"]:
         lens = sorted({r["prompt_len"] + r["response_len"] + 1 for r in report["sweep"]})
-        lines = [f"### {device.upper()}: step time (s) against sequence length, {s['shape']} ({s['dtype']}), "
+        lines = [f"### {title}: step time (s) against sequence length, {s['shape']} ({s['dtype']}), "
                  f"{s['pairs']} pairs, prompt = length / 4", "",
                  f"{_provenance(report)} Median of {s['sweep_steps']} step(s) after {s['warmup']} warm-up.", "",
                  "| configuration | " + " | ".join(str(n) for n in lens) + " |",
@@ -326,11 +332,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="where the JSON goes (default: benchmarks/results/speed-<device>.json)")
     p.add_argument("--markdown", type=Path, help="page to update (default: docs/performance.md; none with --quick)")
     p.add_argument("--scratch", type=Path, default=Path("/tmp/tidpo-speed"))
+    p.add_argument(
+        "--label", default="", help="names a separate page section and JSON file (e.g. an allocator setting)"
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if args.label and not all(c.isalnum() or c == "-" for c in args.label):
+        raise SystemExit(f"--label may hold letters, digits and '-' only, got {args.label!r}")
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")  # fmt: skip
     gpu = device.type == "cuda"
@@ -370,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": dt.date.today().isoformat(),
         "device": device.type,
+        "label": args.label,
         "machine": machine(),
         "settings": {
             "shape": args.shape,
@@ -385,7 +397,12 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratios(results),
         "sweep": [asdict(r) for r in sweep],
     }
-    json_path = args.json or (ROOT / "benchmarks" / "results" / f"speed-{'quick' if args.quick else device.type}.json")
+    json_path = args.json or (
+        ROOT
+        / "benchmarks"
+        / "results"
+        / f"speed-{'quick' if args.quick else device.type}{'-' + args.label if args.label else ''}.json"
+    )
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     sections = markdown_sections(report)

@@ -37,3 +37,20 @@ def test_quick_mode_times_every_configuration_and_writes_json_and_markdown(tmp_p
     speed.write_markdown(md, "cpu", "replaced\n")  # a rerun replaces its own section and keeps the others
     page = md.read_text()
     assert page.count("<!-- speed:cpu -->") == 1 and "replaced" in page and "<!-- speed:cpu-sweep -->" in page
+
+
+def test_a_label_names_its_own_sections_and_the_allocator_settings_are_recorded(monkeypatch):
+    speed = _load()
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1073741824")
+    result = speed.Result("tidpo_dpo", 8, 24, 1.0, [1.0], 66.0, 10.0)
+    report = {
+        "command": "python benchmarks/speed.py --label tuned", "date": "2026-11-29", "device": "cpu",
+        "label": "tuned", "machine": speed.machine(), "results": [speed.asdict(result)], "ratios": [],
+        "sweep": [speed.asdict(result)],
+        "settings": {"shape": "tiny", "dtype": "float32", "pairs": 2, "prompt_len": 8, "response_len": 24,
+                     "warmup": 1, "steps": 1, "sweep_steps": 1},
+    }  # fmt: skip
+    sections = speed.markdown_sections(report)
+    assert set(sections) == {"cpu-tuned", "cpu-tuned-sweep"}
+    assert sections["cpu-tuned"].startswith("### CPU (tuned):")
+    assert "`MALLOC_MMAP_THRESHOLD_=1073741824 python benchmarks/speed.py --label tuned`" in sections["cpu-tuned"]
