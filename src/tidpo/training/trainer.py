@@ -146,7 +146,9 @@ class TIDPOTrainer(Trainer):
         self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
         self._deferred: DeferredAnchors | None = None
         self._chunked = self._use_chunked_logits(model, ref_model)
-        self._head_workspace = HeadWorkspace()  # the chunked head's scratch buffers, reused every step
+        # the chunked head's scratch buffers, kept between steps on a CPU, where a fresh (rows, vocab) buffer costs
+        # page faults; a GPU's caching allocator already reuses memory, and kept buffers would only add to its peak
+        self._head_workspace = HeadWorkspace() if self.args.device.type == "cpu" else None
         self._share_prompt = self._chunked and args.share_prompt and not args.gradient_checkpointing
         if args.precompute_ref_logps:
             self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
