@@ -10,6 +10,7 @@ import logging
 import pytest
 import torch
 from peft import LoraConfig
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from tests.tiny import make_model
 from tests.training.helpers import config, param_snapshot, sentiment_pairs
@@ -25,6 +26,20 @@ from tidpo.training.scoring import (
 )
 
 METRICS = ("loss", "rewards/chosen", "rewards/margins", "logps/rejected", "kl/rejected", "triplet/loss", "weights/max")
+
+
+def _qwen2(tokenizer, seed=0):
+    """A tiny Qwen2 (biased q/k/v projections) with tied input and output embeddings."""
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
+    )  # fmt: skip
+    return Qwen2ForCausalLM(config)
+
+
+BUILDERS = {"llama": make_model, "qwen2-tied": _qwen2}
 
 
 def _batch(tokenizer, n=4):
@@ -60,11 +75,11 @@ def test_a_batch_that_is_not_prompt_plus_response_is_refused(tokenizer):
     assert PromptSharing.from_batch(shifted) is None
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_features_stats_and_attributions_equal_whole_rows(tokenizer, attn):
-    model = make_model(tokenizer, seed=1)
+@pytest.mark.parametrize(("arch", "attn"), [("llama", "sdpa"), ("llama", "eager"), ("qwen2-tied", "sdpa")])
+def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn):
+    model = BUILDERS[arch](tokenizer, seed=1)
     model.config._attn_implementation = attn
-    ref = make_model(tokenizer, seed=0)
+    ref = BUILDERS[arch](tokenizer, seed=0)
     batch = _batch(tokenizer)
     ids, mask, cmask = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
     sharing = PromptSharing.from_batch(batch)
@@ -103,17 +118,17 @@ def test_features_stats_and_attributions_equal_whole_rows(tokenizer, attn):
         torch.testing.assert_close(grad, grads["whole"][name], atol=1e-5, rtol=0, msg=name)
 
 
-def _train(tokenizer, tmp_path, share: bool, lora: bool, **overrides):
+def _train(tokenizer, tmp_path, share: bool, lora: bool, arch: str = "llama", **overrides):
     args = config(
         tmp_path, per_device_train_batch_size=4, optim="sgd", learning_rate=0.5, share_prompt=share,
         anchor_max_new_tokens=4, **overrides,
     )  # fmt: skip
-    model = make_model(tokenizer, seed=1)
+    model = BUILDERS[arch](tokenizer, seed=1)
     lengths = []
     model.model.layers[0].register_forward_hook(lambda module, args, out: lengths.append(tuple(args[0].shape[:2])))
     trainer = TIDPOTrainer(
         model=model,
-        ref_model=None if lora else make_model(tokenizer, seed=0),
+        ref_model=None if lora else BUILDERS[arch](tokenizer, seed=0),
         args=args,
         train_dataset=sentiment_pairs(4),
         processing_class=tokenizer,
@@ -123,10 +138,10 @@ def _train(tokenizer, tmp_path, share: bool, lora: bool, **overrides):
     return trainer, lengths
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_a_full_ti_dpo_step_equals_whole_rows(tokenizer, tmp_path, lora):
+@pytest.mark.parametrize(("arch", "lora"), [("llama", False), ("llama", True), ("qwen2-tied", False)])
+def test_a_full_ti_dpo_step_equals_whole_rows(tokenizer, tmp_path, arch, lora):
     """Paper preset with anchors (γ = 0.1): same logged metrics and same parameters (1e-5)."""
-    runs = {share: _train(tokenizer, tmp_path, share, lora) for share in (True, False)}
+    runs = {share: _train(tokenizer, tmp_path, share, lora, arch) for share in (True, False)}
     (shared, shared_lengths), (whole, whole_lengths) = runs[True], runs[False]
     assert shared._share_prompt
     width = _batch(tokenizer)["input_ids"].shape  # (8 rows, L): the whole rows of the one batch
