@@ -39,3 +39,35 @@ def test_smollm2_two_steps_finite(tmp_path):
     for entry in logs:
         for key in ("loss", "rewards/margins", "kl/rejected", "triplet/loss", "weights/effective_tokens"):
             assert math.isfinite(entry[key]), (key, entry)
+
+
+@pytest.mark.smoke
+def test_smollm2_shared_prompt_step_equals_whole_rows(tmp_path):
+    """Real model, real dialogue pairs of different prompt lengths: one full TI-DPO step (LoRA, anchors) logs the
+    same numbers whether the prompts run once or in every row."""
+    peft = pytest.importorskip("peft")
+    pytest.importorskip("gguf")
+    if not HH.is_file():
+        pytest.skip(f"{HH} not found (../shared is laid beside the repository in CI)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tidpo.models import builtin_model_path
+
+    path = builtin_model_path("smollm2-135m-instruct")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    data = load_preference_data(HH).select(range(4))
+    logs = {}
+    for share in (True, False):
+        args = config(tmp_path, max_steps=1, per_device_train_batch_size=4, max_length=256, learning_rate=1e-4,
+                      share_prompt=share, anchor_max_new_tokens=8)  # fmt: skip
+        trainer = TIDPOTrainer(
+            model=AutoModelForCausalLM.from_pretrained(path), args=args, train_dataset=data,
+            processing_class=tokenizer,
+            peft_config=peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
+        )  # fmt: skip
+        trainer.train()
+        assert trainer._share_prompt == share
+        logs[share] = trainer.state.log_history[0]
+    for key in ("loss", "rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected", "kl/rejected",
+                "weights/max", "weights/effective_tokens", "triplet/loss", "anchor/length"):  # fmt: skip
+        assert logs[True][key] == pytest.approx(logs[False][key], rel=1e-4, abs=1e-5), key
