@@ -22,6 +22,7 @@ from tidpo.training.scoring import (
     forward_features,
     forward_shared_prompt,
     last_token_logits,
+    shared_prompt_attributions,
     token_stats,
 )
 
@@ -86,8 +87,8 @@ def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn)
 
     embeds = model.get_input_embeddings()(ids)
     whole = forward_features(model, True, inputs_embeds=embeds, attention_mask=mask)
-    response_embeds = model.get_input_embeddings()(sharing.response_ids)
-    shared = forward_shared_prompt(model, sharing, response_embeds)
+    prompt_embeds, response_embeds = sharing.embed(model.get_input_embeddings())
+    shared = forward_shared_prompt(model, sharing, response_embeds, prompt_embeds)
     torch.testing.assert_close(shared.predicting(cmask), whole.predicting(cmask), atol=1e-5, rtol=0)
     torch.testing.assert_close(shared.last(mask), whole.last(mask), atol=1e-5, rtol=0)
 
@@ -99,14 +100,17 @@ def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn)
     for field in ("logps", "ref_logps", "kl"):
         torch.testing.assert_close(getattr(stats["shared"], field), getattr(stats["whole"], field), atol=1e-5, rtol=0)
 
-    # the fused attribution, taken at the response embeddings, equals whole rows' at the response tokens
+    # the fused attribution, taken at the response embeddings, equals whole rows' at the response tokens; with the
+    # prompt's share kept apart per row, it equals whole rows' at every token (the span over the whole sequence)
     whole_attr = embedding_attributions(last_token_logits(whole, mask), embeds, mask, retain_graph=True)
-    shared_attr = sharing.to_full_frame(
-        embedding_attributions(last_token_logits(shared, sharing.response_mask), response_embeds,
-                               sharing.response_mask, retain_graph=True)
-    )  # fmt: skip
-    assert shared_attr.abs().sum() > 0
-    torch.testing.assert_close(shared_attr, whole_attr * cmask, atol=1e-5, rtol=0)
+    response_attr = shared_prompt_attributions(shared, sharing, response_embeds)
+    sequence_attr = shared_prompt_attributions(shared, sharing, response_embeds, prompt_embeds)
+    assert response_attr.abs().sum() > 0 and (sequence_attr - response_attr).abs().sum() > 0
+    torch.testing.assert_close(response_attr, whole_attr * cmask, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sequence_attr, whole_attr, atol=1e-5, rtol=0)
+    prompt_len = int(batch["prompt_attention_mask"][0].sum())
+    rows_of_pair = sequence_attr[0, :prompt_len], sequence_attr[4, :prompt_len]  # pair 0: chosen, rejected
+    assert not torch.allclose(*rows_of_pair)  # one prompt, two different attributions: they were kept apart
 
     # and the parameter gradients of a loss over the statistics
     grads = {}
@@ -158,10 +162,18 @@ def test_a_full_ti_dpo_step_equals_whole_rows(tokenizer, tmp_path, arch, lora):
         torch.testing.assert_close(value, params[name], atol=1e-5, rtol=0, msg=name)
 
 
-def test_sequence_span_with_fused_attribution_runs_whole_rows(tokenizer, tmp_path):
-    """Prompt attributions are per row, so the official preset's span over the whole sequence cannot share."""
-    trainer, lengths = _train(tokenizer, tmp_path, True, False, preset="official", triplet_weight=0.0)
-    assert all(rows == 8 for rows, _ in lengths)
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_official_preset_shares_too_and_equals_whole_rows(tokenizer, tmp_path, lora):
+    """weight_span="sequence" normalises over prompt attributions, which are per row: they are kept apart."""
+    runs = {share: _train(tokenizer, tmp_path, share, lora, preset="official") for share in (True, False)}
+    (shared, shared_lengths), (whole, _) = runs[True], runs[False]
+    assert shared._share_prompt and tuple(_batch(tokenizer)["input_ids"].shape) not in shared_lengths
+    logs = {share: runs[share][0].state.log_history[0] for share in runs}
+    for key in METRICS:
+        assert logs[True][key] == pytest.approx(logs[False][key], abs=1e-5), key
+    params = param_snapshot(whole.model)
+    for name, value in param_snapshot(shared.model).items():
+        torch.testing.assert_close(value, params[name], atol=1e-5, rtol=0, msg=name)
 
 
 def test_gradient_checkpointing_turns_sharing_off(tokenizer, tmp_path):

@@ -125,9 +125,8 @@ class TIDPOConfig(TrainingArguments):
     share_prompt: bool = field(
         default=True,
         metadata=_help(
-            "Run each pair's prompt once for both responses (they continue from its key/value cache, gradients "
-            "included). Needs chunked_logits and no gradient checkpointing; rows run whole with fused attribution "
-            "and weight_span='sequence' (prompt attributions are per row). Same numbers either way."
+            "Run each pair's prompt once for both responses and the anchor (they continue from its key/value cache, "
+            "gradients included). Needs chunked_logits and no gradient checkpointing. Same numbers either way."
         ),
     )
     anchor_backward: str = field(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tidpo.importance.attribution import last_token_index
+from tidpo.importance.attribution import attribution_target, last_token_index
 from tidpo.lm_head import HeadWorkspace, gather_predicting, head_token_stats, to_token_frame
 from tidpo.ops import left_align, move_to_frame, per_token_kl, per_token_logps
 
@@ -97,13 +97,15 @@ class PromptState:
     def detached(self) -> PromptState:
         return PromptState(self.last.detach(), [(k.detach(), v.detach()) for k, v in self.cache], self.mask)
 
-    def dynamic_cache(self, repeats: int = 1):
-        """A fresh ``DynamicCache`` holding the prompt ``repeats`` times along the batch (B rows, then B again)."""
+    def repeated(self, repeats: int = 1) -> list[tuple[Tensor, Tensor]]:
+        """The keys and values ``repeats`` times along the batch (B rows, then B again), per layer."""
+        return [(k.repeat(repeats, 1, 1, 1), v.repeat(repeats, 1, 1, 1)) for k, v in self.cache]
+
+    def dynamic_cache(self, repeats: int = 1, repeated: list[tuple[Tensor, Tensor]] | None = None):
+        """A fresh ``DynamicCache`` holding the prompt ``repeats`` times (or the given ``repeated`` tensors)."""
         from transformers.cache_utils import DynamicCache
 
-        return DynamicCache(
-            ddp_cache_data=[(k.repeat(repeats, 1, 1, 1), v.repeat(repeats, 1, 1, 1)) for k, v in self.cache]
-        )
+        return DynamicCache(ddp_cache_data=repeated if repeated is not None else self.repeated(repeats))
 
     def positions(self, length: int, repeats: int = 1) -> Tensor:
         """Position ids ``(repeats·B, length)`` of continuation tokens (each prompt's real length onwards)."""
@@ -120,6 +122,7 @@ class SharedPromptFeatures(Features):
     prompt: PromptState | None = None
     response_mask: Tensor | None = None
     repeats: int = 2
+    cache_inputs: list[tuple[Tensor, Tensor]] | None = None  # the repeated keys/values the continuation read
 
     def predicting(self, completion_mask: Tensor) -> Tensor:
         first = self.prompt.last.repeat(self.repeats, 1).unsqueeze(1)  # rows: B chosen, then B rejected
@@ -177,6 +180,11 @@ class PromptSharing:
         prompt_embeds, response_embeds = flat.split([prompt_ids.numel(), response_ids.numel()])
         return prompt_embeds.view(*prompt_ids.shape, -1), response_embeds.view(*response_ids.shape, -1)
 
+    def prompt_positions(self) -> Tensor:
+        """Where the prompt tokens sit in the full rows: ``(2B, L)`` bool."""
+        lengths = self.prompt_mask.sum(-1).repeat(2).unsqueeze(1)
+        return torch.arange(self.completion_mask.shape[1], device=lengths.device).unsqueeze(0) < lengths
+
     def to_full_frame(self, values: Tensor) -> Tensor:
         """Response-frame ``(2B, R)`` values at their tokens' places in the full rows ``(2B, L)``, 0 elsewhere."""
         return move_to_frame(values, self.response_mask, self.completion_mask)
@@ -214,6 +222,7 @@ def continue_from_prompt(
     """Run right-padded continuations ``(repeats·B, R)`` of the prompts from their keys and values (gradients
     flow into the prompt's graph when it has one). Give ``response_ids`` or ``response_embeds``."""
     length = response_mask.shape[1]
+    repeated = prompt.repeated(repeats)
     tokens = {"input_ids": response_ids} if response_embeds is None else {"inputs_embeds": response_embeds}
     with hidden_states_as_output(model) as weight:
         out = model(
@@ -221,9 +230,11 @@ def continue_from_prompt(
             attention_mask=torch.cat([prompt.mask.repeat(repeats, 1), response_mask], dim=1),
             position_ids=prompt.positions(length, repeats),
             use_cache=True,
-            **{_cache_keyword(model): prompt.dynamic_cache(repeats)},
+            **{_cache_keyword(model): prompt.dynamic_cache(repeated=repeated)},
         )
-    return SharedPromptFeatures(out.logits, weight, prompt=prompt, response_mask=response_mask, repeats=repeats)
+    return SharedPromptFeatures(
+        out.logits, weight, prompt=prompt, response_mask=response_mask, repeats=repeats, cache_inputs=repeated
+    )
 
 
 def forward_shared_prompt(
@@ -312,3 +323,37 @@ def token_stats(
         None if v is None else to_token_frame(v, completion_mask) for v in (stats.logps, stats.ref_logps, stats.kl)
     ]
     return TokenStats(*frame)
+
+
+def shared_prompt_attributions(
+    features: SharedPromptFeatures,
+    sharing: PromptSharing,
+    response_embeds: Tensor,
+    prompt_embeds: Tensor | None = None,
+) -> Tensor:
+    """Eqs. 5–6 attributions ``(2B, L)`` in the full rows' frame from a shared-prompt forward (graph retained).
+
+    Response tokens: the gradient of each row's target at its response embeddings (the prompt's graph is not
+    entered). Prompt tokens, when ``prompt_embeds`` is given (``weight_span="sequence"``): a pair's two rows
+    read the same prompt, so their gradients would add up there. They are kept apart: the gradient each row sends
+    into the repeated keys and values it read is taken first, then carried through the prompt's graph once for
+    the B chosen rows and once for the B rejected rows. The prompt is thus backpropagated as often as with whole
+    rows, the responses once.
+    """
+    mask = sharing.response_mask
+    target = attribution_target(last_token_logits(features, mask), mask)
+    read = [t for pair in features.cache_inputs for t in pair] if prompt_embeds is not None else []
+    grads = torch.autograd.grad(target, [response_embeds, *read], retain_graph=True)
+    attributions = sharing.to_full_frame(grads[0].float().abs().sum(-1) * mask.to(torch.float32))
+    if prompt_embeds is not None:
+        n = prompt_embeds.shape[0]
+        written = [t for pair in features.prompt.cache for t in pair]
+        rows = []
+        for half in (slice(0, n), slice(n, 2 * n)):
+            (grad,) = torch.autograd.grad(written, prompt_embeds, [g[half] for g in grads[1:]], retain_graph=True)
+            rows.append(grad.float().abs().sum(-1) * sharing.prompt_mask.to(torch.float32))
+        prompt_scores = torch.cat(rows)  # (2B, P), left padded
+        attributions = attributions + move_to_frame(
+            prompt_scores, sharing.prompt_mask.repeat(2, 1), sharing.prompt_positions()
+        )
+    return attributions.detach()

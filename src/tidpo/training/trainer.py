@@ -38,6 +38,7 @@ from tidpo.training.scoring import (
     forward_features,
     forward_shared_prompt,
     last_token_logits,
+    shared_prompt_attributions,
     token_stats,
 )
 
@@ -262,9 +263,7 @@ class TIDPOTrainer(Trainer):
 
     def _sharing(self, inputs, attribute: bool) -> PromptSharing | None:
         """The batch split into prompts and responses when the shared-prompt forward applies (else None)."""
-        if not self._share_prompt or (
-            attribute and self.args.attribution == "fused" and self.args.weight_span == "sequence"
-        ):
+        if not self._share_prompt:
             return None
         sharing = PromptSharing.from_batch(inputs)
         if sharing is None:
@@ -282,14 +281,17 @@ class TIDPOTrainer(Trainer):
         """Policy forward; with ``attribute``, Eqs. 5–6 attributions too (timed)."""
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         embed = self._unwrapped(model).get_input_embeddings()
-        # with a shared prompt the fused attribution is taken at the response embeddings (all that the weights use)
         if sharing is None:
             prompt_embeds, embeds, mask = None, embed(input_ids), attention_mask
         else:
             (prompt_embeds, embeds), mask = sharing.embed(embed), sharing.response_mask
         fused = attribute and self.args.attribution == "fused"
+        # with a shared prompt the prompt tokens' attributions are needed only for a span over the whole sequence
+        prompt_attributions = fused and sharing is not None and self.args.weight_span == "sequence"
         if fused and not embeds.requires_grad:  # frozen embeddings (LoRA): a leaf to take the gradient at
             embeds = embeds.detach().requires_grad_(True)
+        if prompt_attributions and not prompt_embeds.requires_grad:
+            prompt_embeds = prompt_embeds.detach().requires_grad_(True)
         with torch.enable_grad() if fused else contextlib.nullcontext():  # eval_importance runs under no_grad
             if sharing is None:
                 features = self._features(model, inputs_embeds=embeds, attention_mask=attention_mask)
@@ -298,12 +300,15 @@ class TIDPOTrainer(Trainer):
         attributions = None
         if attribute:
             start = time.perf_counter()
-            if fused:
+            if fused and sharing is not None:
+                with torch.enable_grad():
+                    attributions = shared_prompt_attributions(
+                        features, sharing, embeds, prompt_embeds if prompt_attributions else None
+                    )
+            elif fused:
                 with torch.enable_grad():
                     target_logits = last_token_logits(features, mask)
                 attributions = embedding_attributions(target_logits, embeds, mask, retain_graph=True)
-                if sharing is not None:
-                    attributions = sharing.to_full_frame(attributions)
             else:
                 attributions = separate_attributions(
                     lambda e: last_token_logits(
