@@ -1,0 +1,34 @@
+"""``benchmarks/hh_shared_prompt.py`` runs on the real model and HH pairs, checks that sharing changes no number,
+and writes its table."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "hh_shared_prompt.py"
+
+
+@pytest.mark.smoke
+def test_one_step_per_configuration_writes_the_table(tmp_path):
+    pytest.importorskip("gguf")
+    spec = importlib.util.spec_from_file_location("tidpo_hh_shared_prompt", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    if not module.HH.is_file():
+        pytest.skip(f"{module.HH} not found (../shared is laid beside the repository in CI)")
+    md = tmp_path / "performance.md"
+    argv = ["--steps", "1", "--pairs", "2", "--max_length", "128", "--markdown", str(md),
+            "--scratch", str(tmp_path / "scratch")]  # fmt: skip
+    assert module.main(argv) == 0
+    page = md.read_text()
+    assert "<!-- speed:hh-shared-prompt -->" in page
+    rows = [line for line in page.splitlines() if line.startswith("| ") and line.count("|") == 5][2:]
+    assert len(rows) == len(module.CONFIGS)
+    for row in rows:
+        whole, shared, ratio = (float(cell) for cell in row.strip("|").split("|")[1:])
+        assert whole > 0 and shared > 0 and ratio == pytest.approx(shared / whole, abs=0.01)
