@@ -142,6 +142,16 @@ def _train(tokenizer, tmp_path, share: bool, lora: bool, arch: str = "llama", **
     return trainer, lengths
 
 
+def _assert_same_step(shared, whole):
+    """Same logged metrics and same parameters after the step (1e-5)."""
+    shared_log, whole_log = shared.state.log_history[0], whole.state.log_history[0]
+    for key in METRICS:
+        assert shared_log[key] == pytest.approx(whole_log[key], abs=1e-5), key
+    params = param_snapshot(whole.model)
+    for name, value in param_snapshot(shared.model).items():
+        torch.testing.assert_close(value, params[name], atol=1e-5, rtol=0, msg=name)
+
+
 @pytest.mark.parametrize(("arch", "lora"), [("llama", False), ("llama", True), ("qwen2-tied", False)])
 def test_a_full_ti_dpo_step_equals_whole_rows(tokenizer, tmp_path, arch, lora):
     """Paper preset with anchors (γ = 0.1): same logged metrics and same parameters (1e-5)."""
@@ -154,12 +164,7 @@ def test_a_full_ti_dpo_step_equals_whole_rows(tokenizer, tmp_path, arch, lora):
     # the prompts ran once in the policy (and once more in the reference when it is the same module, LoRA):
     # the anchors were sampled and scored from their keys and values, not from a second prompt forward
     assert shared_lengths.count(tuple(prompts)) == (2 if lora else 1)
-    logs = {share: runs[share][0].state.log_history[0] for share in runs}
-    for key in METRICS:
-        assert logs[True][key] == pytest.approx(logs[False][key], abs=1e-5), key
-    params = param_snapshot(whole.model)
-    for name, value in param_snapshot(shared.model).items():
-        torch.testing.assert_close(value, params[name], atol=1e-5, rtol=0, msg=name)
+    _assert_same_step(shared, whole)
 
 
 @pytest.mark.parametrize("lora", [False, True])
@@ -168,12 +173,7 @@ def test_the_official_preset_shares_too_and_equals_whole_rows(tokenizer, tmp_pat
     runs = {share: _train(tokenizer, tmp_path, share, lora, preset="official") for share in (True, False)}
     (shared, shared_lengths), (whole, _) = runs[True], runs[False]
     assert shared._share_prompt and tuple(_batch(tokenizer)["input_ids"].shape) not in shared_lengths
-    logs = {share: runs[share][0].state.log_history[0] for share in runs}
-    for key in METRICS:
-        assert logs[True][key] == pytest.approx(logs[False][key], abs=1e-5), key
-    params = param_snapshot(whole.model)
-    for name, value in param_snapshot(shared.model).items():
-        torch.testing.assert_close(value, params[name], atol=1e-5, rtol=0, msg=name)
+    _assert_same_step(shared, whole)
 
 
 def test_gradient_checkpointing_turns_sharing_off(tokenizer, tmp_path):

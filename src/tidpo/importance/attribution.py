@@ -64,8 +64,13 @@ def embedding_attributions(
     """
     target = attribution_target(logits, attention_mask)
     (grad,) = torch.autograd.grad(target, inputs_embeds, retain_graph=retain_graph)
-    scores = grad.float().abs().sum(-1)  # Eq. (6): ‖∂L/∂e_i‖₁
-    return (scores * attention_mask.to(scores.dtype)).detach()
+    return gradient_scores(grad, attention_mask)
+
+
+def gradient_scores(grad: Tensor, mask: Tensor) -> Tensor:
+    """Eq. (6): ``‖∂L/∂e_i‖₁`` per token from the embedding gradient ``(B, L, D)``, 0 where ``mask`` is 0:
+    ``(B, L)`` float32, detached."""
+    return grad.detach().float().abs().sum(-1) * mask.to(torch.float32)
 
 
 def separate_attributions(

@@ -92,7 +92,7 @@ def sample_from_prompt(model: nn.Module, prompt: PromptState, config: Generation
     logits = head(prompt.last).float()  # (B, V): the distribution of the first anchor token
     cache, keyword = prompt.dynamic_cache(), _cache_keyword(model)
     warpers = _warpers(config) if config.do_sample else LogitsProcessorList()
-    mask, rows = prompt.mask, prompt.mask.shape[0]
+    mask, rows, start = prompt.mask, prompt.mask.shape[0], prompt.positions(1)
     done = torch.zeros(rows, dtype=torch.bool, device=mask.device)
     tokens = []
     for step in range(config.max_new_tokens):
@@ -108,8 +108,7 @@ def sample_from_prompt(model: nn.Module, prompt: PromptState, config: Generation
         if done.all() or step + 1 == config.max_new_tokens:
             break
         mask = torch.cat([mask, mask.new_ones(rows, 1)], dim=1)
-        position = prompt.positions(1) + step
-        out = model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=position, use_cache=True,
+        out = model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=start + step, use_cache=True,
                     **{keyword: cache})  # fmt: skip
         logits = out.logits[:, -1].float()
     return torch.stack(tokens, 1)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from tidpo.data.collator import REF_TOKEN_KEYS as REF_TOKEN_COLUMNS
+from tidpo.data.collator import REF_TOKEN_KEYS
 from tidpo.models import cache_root
 
 logger = logging.getLogger("tidpo")
@@ -90,7 +90,7 @@ def score_dataset(
         values = response_values(logps.float().cpu(), batch["completion_mask"].cpu())
         chosen += values[: len(rows)]
         rejected += values[len(rows) :]
-    return {REF_TOKEN_COLUMNS[0]: chosen, REF_TOKEN_COLUMNS[1]: rejected}
+    return {REF_TOKEN_KEYS[0]: chosen, REF_TOKEN_KEYS[1]: rejected}
 
 
 def with_reference_logps(
@@ -101,7 +101,7 @@ def with_reference_logps(
     name: str,
 ):
     """``dataset`` with the two per-token reference columns, from the cache or from ``score()`` (then cached)."""
-    if set(REF_TOKEN_COLUMNS) <= set(dataset.column_names):
+    if set(REF_TOKEN_KEYS) <= set(dataset.column_names):
         return dataset
     path = cache_path(data_digest(dataset, max_length), weights_digest(reference))
     if path.is_file():
@@ -114,8 +114,8 @@ def with_reference_logps(
         torch.save(columns, partial)
         partial.replace(path)
         logger.info("precompute_ref_logps: %s reference log-probs written to %s", name, path)
-    if any(len(columns[c]) != len(dataset) for c in REF_TOKEN_COLUMNS):
-        raise ValueError(f"{path}: holds {len(columns[REF_TOKEN_COLUMNS[0]])} rows for a {len(dataset)}-row dataset")
-    for column in REF_TOKEN_COLUMNS:
+    if any(len(columns[c]) != len(dataset) for c in REF_TOKEN_KEYS):
+        raise ValueError(f"{path}: holds {len(columns[REF_TOKEN_KEYS[0]])} rows for a {len(dataset)}-row dataset")
+    for column in REF_TOKEN_KEYS:
         dataset = dataset.add_column(column, columns[column])
     return dataset

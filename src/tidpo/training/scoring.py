@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tidpo.importance.attribution import attribution_target, last_token_index
+from tidpo.importance.attribution import attribution_target, gradient_scores, last_token_index
 from tidpo.lm_head import HeadWorkspace, gather_predicting, head_token_stats, to_token_frame
 from tidpo.ops import left_align, move_to_frame, per_token_kl, per_token_logps
 
@@ -101,11 +101,12 @@ class PromptState:
         """The keys and values ``repeats`` times along the batch (B rows, then B again), per layer."""
         return [(k.repeat(repeats, 1, 1, 1), v.repeat(repeats, 1, 1, 1)) for k, v in self.cache]
 
-    def dynamic_cache(self, repeats: int = 1, repeated: list[tuple[Tensor, Tensor]] | None = None):
-        """A fresh ``DynamicCache`` holding the prompt ``repeats`` times (or the given ``repeated`` tensors)."""
+    def dynamic_cache(self, repeated: list[tuple[Tensor, Tensor]] | None = None):
+        """A fresh ``DynamicCache`` holding the prompt (or its ``repeated`` keys and values); the cache's updates
+        concatenate into new tensors, so these stay as they are."""
         from transformers.cache_utils import DynamicCache
 
-        return DynamicCache(ddp_cache_data=repeated if repeated is not None else self.repeated(repeats))
+        return DynamicCache(ddp_cache_data=self.cache if repeated is None else repeated)
 
     def positions(self, length: int, repeats: int = 1) -> Tensor:
         """Position ids ``(repeats·B, length)`` of continuation tokens (each prompt's real length onwards)."""
@@ -230,7 +231,7 @@ def continue_from_prompt(
             attention_mask=torch.cat([prompt.mask.repeat(repeats, 1), response_mask], dim=1),
             position_ids=prompt.positions(length, repeats),
             use_cache=True,
-            **{_cache_keyword(model): prompt.dynamic_cache(repeated=repeated)},
+            **{_cache_keyword(model): prompt.dynamic_cache(repeated)},
         )
     return SharedPromptFeatures(
         out.logits, weight, prompt=prompt, response_mask=response_mask, repeats=repeats, cache_inputs=repeated
@@ -344,16 +345,16 @@ def shared_prompt_attributions(
     target = attribution_target(last_token_logits(features, mask), mask)
     read = [t for pair in features.cache_inputs for t in pair] if prompt_embeds is not None else []
     grads = torch.autograd.grad(target, [response_embeds, *read], retain_graph=True)
-    attributions = sharing.to_full_frame(grads[0].float().abs().sum(-1) * mask.to(torch.float32))
+    attributions = sharing.to_full_frame(gradient_scores(grads[0], mask))
     if prompt_embeds is not None:
         n = prompt_embeds.shape[0]
         written = [t for pair in features.prompt.cache for t in pair]
         rows = []
         for half in (slice(0, n), slice(n, 2 * n)):
             (grad,) = torch.autograd.grad(written, prompt_embeds, [g[half] for g in grads[1:]], retain_graph=True)
-            rows.append(grad.float().abs().sum(-1) * sharing.prompt_mask.to(torch.float32))
+            rows.append(gradient_scores(grad, sharing.prompt_mask))
         prompt_scores = torch.cat(rows)  # (2B, P), left padded
         attributions = attributions + move_to_frame(
             prompt_scores, sharing.prompt_mask.repeat(2, 1), sharing.prompt_positions()
         )
-    return attributions.detach()
+    return attributions

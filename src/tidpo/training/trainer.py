@@ -194,16 +194,13 @@ class TIDPOTrainer(Trainer):
         full = mode == "train" or self.args.eval_importance
         input_ids, completion_mask = inputs["input_ids"], inputs["completion_mask"]
         attribute = full and self.args.needs_attribution
-        sharing = self._sharing(inputs, attribute)
         cached_ref = inputs.get("ref_token_logps")  # precompute_ref_logps: no reference forward at all
-        try:
+
+        def forwards(sharing):
             policy = self._policy_forward(model, inputs, attribute, sharing)
-            ref = None if cached_ref is not None else self._ref_forward(model, inputs, sharing)
-        except SharingUnsupported as error:
-            logger.warning("share_prompt: %s; running whole rows from now on", error)
-            self._share_prompt = False
-            policy = self._policy_forward(model, inputs, attribute, None)
-            ref = None if cached_ref is not None else self._ref_forward(model, inputs, None)
+            return policy, None if cached_ref is not None else self._ref_forward(model, inputs, sharing)
+
+        policy, ref = self._with_sharing(forwards, inputs)
         stats = self._token_stats(policy.features, ref, input_ids, completion_mask, self.args.kl_weight > 0)
         if cached_ref is not None:
             stats = TokenStats(stats.logps, cached_ref * completion_mask, None)
@@ -244,12 +241,7 @@ class TIDPOTrainer(Trainer):
             return None
 
         def token_logps(batch):
-            try:
-                features = self._ref_forward(self.model, batch, self._sharing(batch, attribute=False))
-            except SharingUnsupported as error:
-                logger.warning("share_prompt: %s; running whole rows from now on", error)
-                self._share_prompt = False
-                features = self._ref_forward(self.model, batch, None)
+            features = self._with_sharing(lambda sharing: self._ref_forward(self.model, batch, sharing), batch)
             return self._token_stats(features, None, batch["input_ids"], batch["completion_mask"], False).logps
 
         def score():
@@ -261,15 +253,19 @@ class TIDPOTrainer(Trainer):
         with reference_model(self._unwrapped(self.model), self.ref_model) as reference:
             return with_reference_logps(dataset, reference, score, self.args.max_length, name)
 
-    def _sharing(self, inputs, attribute: bool) -> PromptSharing | None:
-        """The batch split into prompts and responses when the shared-prompt forward applies (else None)."""
-        if not self._share_prompt:
-            return None
-        sharing = PromptSharing.from_batch(inputs)
-        if sharing is None:
+    def _with_sharing(self, forward, inputs):
+        """``forward(sharing)`` with the batch split into prompts and responses when the shared-prompt route
+        applies, else ``forward(None)``; a batch or a model the route cannot serve turns it off, with a warning."""
+        sharing = PromptSharing.from_batch(inputs) if self._share_prompt else None
+        if self._share_prompt and sharing is None:
             logger.warning("share_prompt: the batch is not prompt + response rows as collated; running whole rows")
             self._share_prompt = False
-        return sharing
+        try:
+            return forward(sharing)
+        except SharingUnsupported as error:
+            logger.warning("share_prompt: %s; running whole rows from now on", error)
+            self._share_prompt = False
+            return forward(None)
 
     def _token_stats(self, policy: Features, ref: Features, input_ids, completion_mask, with_kl: bool) -> TokenStats:
         chunk = self.args.logits_chunk_size
