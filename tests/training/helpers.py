@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from datasets import Dataset
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from tidpo import TIDPOConfig
+from tidpo.data import PreferenceCollator, tokenize_preference_dataset
 
 TOPICS = ["cats", "dogs", "the movie", "the film", "the story", "the plot", "the actor", "the weather"]
 GOOD = ["good", "great", "fine"]
@@ -49,3 +52,52 @@ def config(tmp_path, **overrides) -> TIDPOConfig:
 
 def param_snapshot(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def varied_pairs(n: int) -> Dataset:
+    """Pairs whose prompts and responses differ in length from pair to pair (4 pairs: rows of 7 to 21 tokens), so
+    a batch holds much padding."""
+    filler = "please tell me about the movie and the story and the plot".split()
+    rows = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        rows.append(
+            {
+                "prompt": f"Human: {' '.join(filler[: 2 * (i % 5)])} {topic} \n Assistant:",
+                "chosen": f" {topic} is {'very ' * (3 * (i % 3))}{GOOD[i % 3]} .",
+                "rejected": f" {BAD[i % 3]} .",
+            }
+        )
+    return Dataset.from_list(rows)
+
+
+def collated_batch(tokenizer, n: int = 4, pairs=sentiment_pairs) -> dict[str, torch.Tensor]:
+    """One collated batch of ``n`` pairs (``2n`` rows)."""
+    data = tokenize_preference_dataset(pairs(n), tokenizer, max_length=64, name="train")
+    return PreferenceCollator(tokenizer.pad_token_id)([data[i] for i in range(n)])
+
+
+def qwen2_model(tokenizer, seed: int = 0) -> Qwen2ForCausalLM:
+    """A tiny Qwen2 (biased q/k/v projections) with tied input and output embeddings."""
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
+    )  # fmt: skip
+    return Qwen2ForCausalLM(config)
+
+
+STEP_METRICS = (
+    "loss", "rewards/chosen", "rewards/margins", "logps/rejected", "kl/rejected", "triplet/loss", "weights/max",
+)  # fmt: skip
+
+
+def assert_same_step(trainer, other, metrics=STEP_METRICS) -> None:
+    """Same logged metrics of the first step and same parameters after it (1e-5)."""
+    log, other_log = trainer.state.log_history[0], other.state.log_history[0]
+    for key in metrics:
+        assert log[key] == pytest.approx(other_log[key], abs=1e-5), key
+    params = param_snapshot(other.model)
+    for name, value in param_snapshot(trainer.model).items():
+        torch.testing.assert_close(value, params[name], atol=1e-5, rtol=0, msg=name)

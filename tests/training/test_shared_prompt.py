@@ -10,12 +10,11 @@ import logging
 import pytest
 import torch
 from peft import LoraConfig
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from tests.tiny import make_model
-from tests.training.helpers import config, param_snapshot, sentiment_pairs
+from tests.training.helpers import assert_same_step, collated_batch, config, qwen2_model, sentiment_pairs
 from tidpo import TIDPOTrainer
-from tidpo.data import PreferenceCollator, tokenize_preference_dataset
+from tidpo.data import PreferenceCollator
 from tidpo.importance.attribution import embedding_attributions
 from tidpo.training.scoring import (
     PromptSharing,
@@ -26,30 +25,11 @@ from tidpo.training.scoring import (
     token_stats,
 )
 
-METRICS = ("loss", "rewards/chosen", "rewards/margins", "logps/rejected", "kl/rejected", "triplet/loss", "weights/max")
-
-
-def _qwen2(tokenizer, seed=0):
-    """A tiny Qwen2 (biased q/k/v projections) with tied input and output embeddings."""
-    torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
-    )  # fmt: skip
-    return Qwen2ForCausalLM(config)
-
-
-BUILDERS = {"llama": make_model, "qwen2-tied": _qwen2}
-
-
-def _batch(tokenizer, n=4):
-    data = tokenize_preference_dataset(sentiment_pairs(n), tokenizer, max_length=64, name="train")
-    return PreferenceCollator(tokenizer.pad_token_id)([data[i] for i in range(n)])
+BUILDERS = {"llama": make_model, "qwen2-tied": qwen2_model}
 
 
 def test_the_batch_splits_into_prompts_and_responses(tokenizer):
-    batch = _batch(tokenizer)
+    batch = collated_batch(tokenizer)
     sharing = PromptSharing.from_batch(batch)
     assert sharing is not None
     prompt_lengths = batch["prompt_attention_mask"].sum(-1)
@@ -67,7 +47,7 @@ def test_the_batch_splits_into_prompts_and_responses(tokenizer):
 
 
 def test_a_batch_that_is_not_prompt_plus_response_is_refused(tokenizer):
-    batch = _batch(tokenizer)
+    batch = collated_batch(tokenizer)
     assert PromptSharing.from_batch({k: v for k, v in batch.items() if not k.startswith("prompt_")}) is None
     tampered = dict(batch, input_ids=batch["input_ids"].clone())
     tampered["input_ids"][6, 0] += 1  # row 6's prompt no longer equals pair 2's prompt
@@ -81,7 +61,7 @@ def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn)
     model = BUILDERS[arch](tokenizer, seed=1)
     model.config._attn_implementation = attn
     ref = BUILDERS[arch](tokenizer, seed=0)
-    batch = _batch(tokenizer)
+    batch = collated_batch(tokenizer)
     ids, mask, cmask = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
     sharing = PromptSharing.from_batch(batch)
 
@@ -142,29 +122,19 @@ def _train(tokenizer, tmp_path, share: bool, lora: bool, arch: str = "llama", **
     return trainer, lengths
 
 
-def _assert_same_step(shared, whole):
-    """Same logged metrics and same parameters after the step (1e-5)."""
-    shared_log, whole_log = shared.state.log_history[0], whole.state.log_history[0]
-    for key in METRICS:
-        assert shared_log[key] == pytest.approx(whole_log[key], abs=1e-5), key
-    params = param_snapshot(whole.model)
-    for name, value in param_snapshot(shared.model).items():
-        torch.testing.assert_close(value, params[name], atol=1e-5, rtol=0, msg=name)
-
-
 @pytest.mark.parametrize(("arch", "lora"), [("llama", False), ("llama", True), ("qwen2-tied", False)])
 def test_a_full_ti_dpo_step_equals_whole_rows(tokenizer, tmp_path, arch, lora):
     """Paper preset with anchors (γ = 0.1): same logged metrics and same parameters (1e-5)."""
     runs = {share: _train(tokenizer, tmp_path, share, lora, arch) for share in (True, False)}
     (shared, shared_lengths), (whole, whole_lengths) = runs[True], runs[False]
     assert shared._share_prompt
-    width = _batch(tokenizer)["input_ids"].shape  # (8 rows, L): the whole rows of the one batch
+    width = collated_batch(tokenizer)["input_ids"].shape  # (8 rows, L): the whole rows of the one batch
     assert tuple(width) in whole_lengths and tuple(width) not in shared_lengths
-    prompts = _batch(tokenizer)["prompt_input_ids"].shape
+    prompts = collated_batch(tokenizer)["prompt_input_ids"].shape
     # the prompts ran once in the policy (and once more in the reference when it is the same module, LoRA):
     # the anchors were sampled and scored from their keys and values, not from a second prompt forward
     assert shared_lengths.count(tuple(prompts)) == (2 if lora else 1)
-    _assert_same_step(shared, whole)
+    assert_same_step(shared, whole)
 
 
 @pytest.mark.parametrize("lora", [False, True])
@@ -172,8 +142,8 @@ def test_the_official_preset_shares_too_and_equals_whole_rows(tokenizer, tmp_pat
     """weight_span="sequence" normalises over prompt attributions, which are per row: they are kept apart."""
     runs = {share: _train(tokenizer, tmp_path, share, lora, preset="official") for share in (True, False)}
     (shared, shared_lengths), (whole, _) = runs[True], runs[False]
-    assert shared._share_prompt and tuple(_batch(tokenizer)["input_ids"].shape) not in shared_lengths
-    _assert_same_step(shared, whole)
+    assert shared._share_prompt and tuple(collated_batch(tokenizer)["input_ids"].shape) not in shared_lengths
+    assert_same_step(shared, whole)
 
 
 def test_gradient_checkpointing_turns_sharing_off(tokenizer, tmp_path):
