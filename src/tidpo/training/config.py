@@ -129,6 +129,15 @@ class TIDPOConfig(TrainingArguments):
             "gradients included). Needs chunked_logits and no gradient checkpointing. Same numbers either way."
         ),
     )
+    padding_free: bool = field(
+        default=False,
+        metadata=_help(
+            "Run each forward's sequences packed end to end without their padding (position_ids restart at each "
+            "sequence), so padding costs no compute. Whole rows only: set share_prompt=False. Checked before "
+            "training: the model's attention must keep packed sequences apart (transformers' SDPA, eager, flex and "
+            "FlashAttention-2 paths do for Llama-family models). Same numbers either way."
+        ),
+    )
     anchor_backward: str = field(
         default="auto",
         metadata=_help(
@@ -211,6 +220,11 @@ class TIDPOConfig(TrainingArguments):
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        if self.padding_free and self.share_prompt:
+            raise ValueError(
+                "padding_free packs whole rows, while share_prompt runs each prompt once and continues it row by row; "
+                "set share_prompt=False to use padding_free"
+            )
         if self.precompute_ref_logps and (self.kl_weight > 0 or self.triplet_weight > 0):
             raise ValueError(
                 "precompute_ref_logps needs a step that uses the reference only for the dataset's own tokens: "

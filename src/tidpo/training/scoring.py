@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from tidpo.importance.attribution import attribution_target, gradient_scores, last_token_index
 from tidpo.lm_head import HeadWorkspace, gather_predicting, head_token_stats, to_token_frame
 from tidpo.ops import left_align, move_to_frame, per_token_kl, per_token_logps
+from tidpo.training.packing import packed_forward
 
 # config attributes with which a model changes its logits after the LM head
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -270,12 +271,19 @@ class TokenStats:
     kl: Tensor | None
 
 
-def forward_features(model: nn.Module, chunked: bool, **inputs) -> Features:
-    """``model(**inputs, use_cache=False)`` as :class:`Features` (grad mode is the caller's)."""
+def forward_features(model: nn.Module, chunked: bool, packed: bool = False, **inputs) -> Features:
+    """``model(**inputs, use_cache=False)`` as :class:`Features` (grad mode is the caller's); with ``packed``, the
+    rows run without their padding (:mod:`tidpo.training.packing`) and come back in the padded layout."""
+
+    def run():
+        if packed:
+            return packed_forward(model, **inputs, use_cache=False)
+        return model(**inputs, use_cache=False).logits
+
     if not chunked:
-        return Features(model(**inputs, use_cache=False).logits)
+        return Features(run())
     with hidden_states_as_output(model) as weight:
-        hidden = model(**inputs, use_cache=False).logits
+        hidden = run()
     if hidden.shape[-1] != weight.shape[1]:
         raise RuntimeError(
             f"{type(model).__name__} did not pass its output layer's input through ({hidden.shape[-1]} features, "

@@ -25,6 +25,7 @@ from tidpo.ops import left_align, move_to_frame
 from tidpo.training.anchor import sample_anchors
 from tidpo.training.config import TIDPOConfig
 from tidpo.training.metrics import MetricBuffer, effective_token_count
+from tidpo.training.packing import packing_problem
 from tidpo.training.ref_cache import score_dataset, with_reference_logps
 from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model, reference_model
 from tidpo.training.scoring import (
@@ -151,6 +152,11 @@ class TIDPOTrainer(Trainer):
         # page faults; a GPU's caching allocator already reuses memory, and kept buffers would only add to its peak
         self._head_workspace = HeadWorkspace() if self.args.device.type == "cpu" else None
         self._share_prompt = self._chunked and args.share_prompt and not args.gradient_checkpointing
+        if args.padding_free:
+            for name, m in (("policy", model), ("reference", ref_model)):
+                problem = None if m is None else packing_problem(m)
+                if problem is not None:
+                    raise ValueError(f"padding_free: the {name} cannot run packed rows: {problem}")
         if args.precompute_ref_logps:
             self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
             if isinstance(self.eval_dataset, dict):
@@ -227,7 +233,7 @@ class TIDPOTrainer(Trainer):
         return self.accelerator.unwrap_model(model)
 
     def _features(self, model: nn.Module, **inputs) -> Features:
-        return forward_features(model, self._chunked, **inputs)
+        return forward_features(model, self._chunked, packed=self.args.padding_free, **inputs)
 
     def _ref_forward(self, model: nn.Module, inputs, sharing: PromptSharing | None = None) -> Features:
         with reference_model(self._unwrapped(model), self.ref_model) as ref:

@@ -1,0 +1,136 @@
+"""Padding-free rows (``padding_free=True``): a batch's sequences run packed end to end, and every number must be
+the one the padded rows give: the layout itself, features and gradients through a packed forward, and a full
+TI-DPO step (anchors included) with full fine-tuning and LoRA. A model whose attention would mix packed
+sequences is refused before training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import LoraConfig
+
+from tests.tiny import make_model
+from tests.training.helpers import assert_same_step, collated_batch, config, qwen2_model, varied_pairs
+from tidpo import TIDPOConfig, TIDPOTrainer
+from tidpo.training import packing
+from tidpo.training.packing import PackedRows, packing_problem
+from tidpo.training.scoring import forward_features, token_stats
+
+BUILDERS = {"llama": make_model, "qwen2-tied": qwen2_model}
+
+
+def test_the_layout_by_hand():
+    # lengths 3, 5, 2, 6 in rows of 6; row 1 is left padded. First fit in decreasing length:
+    # 6 (row 3) → packed row 0; 5 (row 1) → row 1; 3 (row 0) → row 2; 2 (row 2) → row 2 after row 0's 3.
+    mask = torch.tensor(
+        [[1, 1, 1, 0, 0, 0], [0, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.long
+    )
+    packed = PackedRows.from_mask(mask)
+    assert packed.packed_shape == (3, 6) and packed.packed_fraction == pytest.approx(0.75)
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 0], [0, 1, 2, 0, 1, 0]]
+    values = torch.arange(1, 25).view(4, 6) * mask  # token t of the padded layout holds t + 1, padding 0
+    assert packed.pack(values).tolist() == [[19, 20, 21, 22, 23, 24], [8, 9, 10, 11, 12, 0], [1, 2, 3, 13, 14, 0]]
+    assert torch.equal(packed.unpack(packed.pack(values)), values)
+    features = torch.randn(4, 6, 3) * mask[..., None]  # trailing dimensions travel along
+    assert torch.equal(packed.unpack(packed.pack(features)), features)
+
+    one = PackedRows.from_mask(mask, one_row=True)
+    assert one.packed_shape == (1, 16)
+    assert one.position_ids.tolist() == [[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 0, 1, 2, 0, 1]]
+    assert torch.equal(one.unpack(one.pack(values)), values)
+
+
+def test_nothing_to_gain_and_bad_rows():
+    assert PackedRows.from_mask(torch.ones(2, 5, dtype=torch.long)) is None  # no padding
+    assert PackedRows.from_mask(torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])) is None  # 3 + 2 > 4: no row saved
+    with pytest.raises(ValueError, match="row 1's tokens are not contiguous"):
+        PackedRows.from_mask(torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0]]))
+    with pytest.raises(ValueError, match="row 0 of the batch has no tokens"):
+        PackedRows.from_mask(torch.tensor([[0, 0, 0, 0], [1, 1, 0, 0]]))
+
+
+@pytest.mark.parametrize(
+    ("arch", "attn", "one_row"),
+    [("llama", "sdpa", False), ("llama", "eager", False), ("llama", "sdpa", True), ("qwen2-tied", "sdpa", False)],
+)
+def test_packed_features_stats_and_gradients_equal_padded_rows(tokenizer, monkeypatch, arch, attn, one_row):
+    """``one_row`` packs all sequences into one row, the FlashAttention layout, here through SDPA's block mask."""
+    monkeypatch.setattr(packing, "_flash", lambda model: one_row)
+    model, ref = BUILDERS[arch](tokenizer, seed=1), BUILDERS[arch](tokenizer, seed=0)
+    model.config._attn_implementation = attn
+    batch = collated_batch(tokenizer, pairs=varied_pairs)
+    ids, mask, cmask = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    assert PackedRows.from_mask(mask).packed_shape[0] < ids.shape[0]  # the batch does pack
+    shapes = []
+    model.model.layers[0].register_forward_hook(lambda module, args, out: shapes.append(tuple(args[0].shape[:2])))
+
+    runs = {}
+    for packed in (False, True):
+        embeds = model.get_input_embeddings()(ids)
+        features = forward_features(model, True, packed=packed, inputs_embeds=embeds, attention_mask=mask)
+        with torch.no_grad():
+            ref_features = forward_features(ref, True, packed=packed, input_ids=ids, attention_mask=mask)
+        stats = token_stats(features, ref_features, ids, cmask, True, 7)
+        model.zero_grad()
+        (stats.logps.sum() + stats.kl.sum()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        runs[packed] = features.values * mask[..., None], stats, grads
+    expected_rows = 1 if one_row else PackedRows.from_mask(mask).packed_shape[0]
+    assert shapes[0] == tuple(ids.shape) and shapes[1][0] == expected_rows
+
+    (padded_values, padded_stats, padded_grads), (packed_values, packed_stats, packed_grads) = runs[False], runs[True]
+    torch.testing.assert_close(packed_values, padded_values, atol=1e-5, rtol=0)
+    for field in ("logps", "ref_logps", "kl"):
+        torch.testing.assert_close(getattr(packed_stats, field), getattr(padded_stats, field), atol=1e-5, rtol=0)
+    for name, grad in packed_grads.items():
+        assert grad.abs().sum() > 0, name
+        torch.testing.assert_close(grad, padded_grads[name], atol=1e-5, rtol=0, msg=name)
+
+
+def _train(tokenizer, tmp_path, packed: bool, lora: bool, **overrides):
+    args = config(
+        tmp_path, per_device_train_batch_size=4, optim="sgd", learning_rate=0.5, share_prompt=False,
+        padding_free=packed, anchor_max_new_tokens=4, **overrides,
+    )  # fmt: skip
+    model = make_model(tokenizer, seed=1)
+    rows = []
+    model.model.layers[0].register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    trainer = TIDPOTrainer(
+        model=model,
+        ref_model=None if lora else make_model(tokenizer, seed=0),
+        args=args,
+        train_dataset=varied_pairs(4),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]) if lora else None,
+    )
+    trainer.train()
+    return trainer, rows
+
+
+@pytest.mark.parametrize(("lora", "preset"), [(False, "paper"), (True, "paper"), (False, "official")])
+def test_a_full_ti_dpo_step_equals_padded_rows(tokenizer, tmp_path, lora, preset):
+    """γ = 0.1 with anchors (their left-padded prompt + sample rows are packed too)."""
+    (packed, packed_rows), (padded, padded_rows) = (
+        _train(tokenizer, tmp_path, flag, lora, preset=preset) for flag in (True, False)
+    )
+    assert 8 in padded_rows and 8 not in packed_rows  # the 8 rows of the batch never ran padded
+    assert_same_step(packed, padded)
+
+
+def test_padding_free_excludes_the_shared_prompt(tmp_path):
+    with pytest.raises(ValueError, match="set share_prompt=False"):
+        TIDPOConfig(output_dir=str(tmp_path), padding_free=True)
+
+
+def test_a_model_that_mixes_packed_sequences_is_refused(tokenizer, tmp_path):
+    model = make_model(tokenizer)
+    assert packing_problem(model) is None
+    forward = model.forward
+    # a model that drops position_ids: its positions run on across sequences, so nothing keeps them apart
+    model.forward = lambda *args, position_ids=None, **kwargs: forward(*args, **kwargs)
+    problem = packing_problem(model)
+    assert problem is not None and "attend to each other" in problem
+    args = config(tmp_path, share_prompt=False, padding_free=True)
+    with pytest.raises(ValueError, match="padding_free: the policy cannot run packed rows"):
+        TIDPOTrainer(model=model, ref_model=make_model(tokenizer), args=args, train_dataset=varied_pairs(2),
+                     processing_class=tokenizer)  # fmt: skip
