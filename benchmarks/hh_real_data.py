@@ -35,7 +35,7 @@ CHECKED = ("loss", "rewards/margins", "logps/rejected")
 LAYOUTS = {  # name -> TIDPOConfig overrides
     "whole": {"share_prompt": False},
     "shared": {"share_prompt": True},
-    "packed": {"share_prompt": False, "padding_free": True},
+    "packed": {"padding_free": True},
 }
 
 

@@ -117,9 +117,11 @@ def test_a_full_ti_dpo_step_equals_padded_rows(tokenizer, tmp_path, lora, preset
     assert_same_step(packed, padded)
 
 
-def test_padding_free_excludes_the_shared_prompt(tmp_path):
-    with pytest.raises(ValueError, match="set share_prompt=False"):
-        TIDPOConfig(output_dir=str(tmp_path), padding_free=True)
+def test_padding_free_turns_the_shared_prompt_off(tmp_path):
+    assert TIDPOConfig(output_dir=str(tmp_path)).share_prompt is True
+    assert TIDPOConfig(output_dir=str(tmp_path), padding_free=True).share_prompt is False
+    with pytest.raises(ValueError, match="padding_free packs whole rows, while share_prompt=True"):
+        TIDPOConfig(output_dir=str(tmp_path), padding_free=True, share_prompt=True)
 
 
 def test_a_model_that_mixes_packed_sequences_is_refused(tokenizer, tmp_path):
@@ -130,7 +132,7 @@ def test_a_model_that_mixes_packed_sequences_is_refused(tokenizer, tmp_path):
     model.forward = lambda *args, position_ids=None, **kwargs: forward(*args, **kwargs)
     problem = packing_problem(model)
     assert problem is not None and "attend to each other" in problem
-    args = config(tmp_path, share_prompt=False, padding_free=True)
+    args = config(tmp_path, padding_free=True)
     with pytest.raises(ValueError, match="padding_free: the policy cannot run packed rows"):
         TIDPOTrainer(model=model, ref_model=make_model(tokenizer), args=args, train_dataset=varied_pairs(2),
                      processing_class=tokenizer)  # fmt: skip

@@ -122,18 +122,19 @@ class TIDPOConfig(TrainingArguments):
             "triplet_weight=0."
         ),
     )
-    share_prompt: bool = field(
-        default=True,
+    share_prompt: bool | None = field(
+        default=None,
         metadata=_help(
             "Run each pair's prompt once for both responses and the anchor (they continue from its key/value cache, "
-            "gradients included). Needs chunked_logits and no gradient checkpointing. Same numbers either way."
+            "gradients included). Needs chunked_logits and no gradient checkpointing. Same numbers either way. "
+            "Default: on, unless padding_free."
         ),
     )
     padding_free: bool = field(
         default=False,
         metadata=_help(
             "Run each forward's sequences packed end to end without their padding (position_ids restart at each "
-            "sequence), so padding costs no compute. Whole rows only: set share_prompt=False. Checked before "
+            "sequence), so padding costs no compute. Whole rows only, so it turns share_prompt off. Checked before "
             "training: the model's attention must keep packed sequences apart (transformers' SDPA, eager, flex and "
             "FlashAttention-2 paths do for Llama-family models). Same numbers either way."
         ),
@@ -220,10 +221,12 @@ class TIDPOConfig(TrainingArguments):
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        if self.share_prompt is None:
+            self.share_prompt = not self.padding_free
         if self.padding_free and self.share_prompt:
             raise ValueError(
-                "padding_free packs whole rows, while share_prompt runs each prompt once and continues it row by row; "
-                "set share_prompt=False to use padding_free"
+                "padding_free packs whole rows, while share_prompt=True runs each prompt once and continues it row by "
+                "row; drop one of them"
             )
         if self.precompute_ref_logps and (self.kl_weight > 0 or self.triplet_weight > 0):
             raise ValueError(
