@@ -117,6 +117,17 @@ def test_a_full_ti_dpo_step_equals_padded_rows(tokenizer, tmp_path, lora, preset
     assert_same_step(packed, padded)
 
 
+def test_reference_log_probs_precomputed_from_packed_rows_equal_padded_ones(tokenizer, tmp_path, monkeypatch):
+    runs = {}
+    for flag in (True, False):
+        monkeypatch.setenv("TIDPO_CACHE", str(tmp_path / f"cache-{flag}"))  # each run scores its own cache
+        runs[flag] = _train(tokenizer, tmp_path, flag, False, precompute_ref_logps=True, kl_mode="none",
+                            triplet_weight=0.0)  # fmt: skip
+    (packed, packed_rows), (padded, padded_rows) = runs[True], runs[False]
+    assert 8 in padded_rows and 8 not in packed_rows
+    assert_same_step(packed, padded, metrics=("loss", "rewards/chosen", "rewards/margins", "logps/rejected"))
+
+
 def test_padding_free_turns_the_shared_prompt_off(tmp_path):
     assert TIDPOConfig(output_dir=str(tmp_path)).share_prompt is True
     assert TIDPOConfig(output_dir=str(tmp_path), padding_free=True).share_prompt is False
