@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from datasets import Dataset
+from peft import LoraConfig
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from tidpo import TIDPOConfig
+from tests.tiny import make_model
+from tidpo import TIDPOConfig, TIDPOTrainer
 from tidpo.data import PreferenceCollator, tokenize_preference_dataset
 
 TOPICS = ["cats", "dogs", "the movie", "the film", "the story", "the plot", "the actor", "the weather"]
@@ -101,3 +103,25 @@ def assert_same_step(trainer, other, metrics=STEP_METRICS) -> None:
     params = param_snapshot(other.model)
     for name, value in param_snapshot(trainer.model).items():
         torch.testing.assert_close(value, params[name], atol=1e-5, rtol=0, msg=name)
+
+
+def one_sgd_step(tokenizer, tmp_path, lora: bool = False, builder=make_model, data=None, **overrides):
+    """One SGD step (learning rate 0.5, 4 pairs, 4-token anchors) of a tiny policy (seed 1) against a separate
+    reference (seed 0), or with LoRA against the policy with its adapters off. Returns the trainer and the
+    ``(rows, length)`` of every batch the policy's first layer ran."""
+    args = config(
+        tmp_path, per_device_train_batch_size=4, optim="sgd", learning_rate=0.5, anchor_max_new_tokens=4, **overrides
+    )
+    model = builder(tokenizer, seed=1)
+    shapes = []
+    model.model.layers[0].register_forward_hook(lambda module, args, out: shapes.append(tuple(args[0].shape[:2])))
+    trainer = TIDPOTrainer(
+        model=model,
+        ref_model=None if lora else builder(tokenizer, seed=0),
+        args=args,
+        train_dataset=data if data is not None else sentiment_pairs(4),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]) if lora else None,
+    )
+    trainer.train()
+    return trainer, shapes

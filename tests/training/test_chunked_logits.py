@@ -7,30 +7,16 @@ import logging
 
 import pytest
 import torch
-from peft import LoraConfig
 
 from tests.tiny import make_model
-from tests.training.helpers import config, param_snapshot, sentiment_pairs
+from tests.training.helpers import config, one_sgd_step, param_snapshot, sentiment_pairs
 from tidpo import TIDPOTrainer
 
 METRICS = ("loss", "rewards/chosen", "rewards/margins", "logps/rejected", "kl/rejected", "triplet/loss")
 
 
 def _train(tokenizer, tmp_path, chunked: bool, lora: bool = False, **overrides):
-    args = config(
-        tmp_path, per_device_train_batch_size=4, optim="sgd", learning_rate=0.5, chunked_logits=chunked,
-        logits_chunk_size=5, anchor_max_new_tokens=4, **overrides,
-    )  # fmt: skip
-    trainer = TIDPOTrainer(
-        model=make_model(tokenizer, seed=1),
-        ref_model=None if lora else make_model(tokenizer, seed=0),
-        args=args,
-        train_dataset=sentiment_pairs(4),
-        processing_class=tokenizer,
-        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]) if lora else None,
-    )
-    trainer.train()
-    return trainer
+    return one_sgd_step(tokenizer, tmp_path, lora, chunked_logits=chunked, logits_chunk_size=5, **overrides)[0]
 
 
 @pytest.mark.parametrize("lora", [False, True])

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from peft import LoraConfig
 
 from tests.tiny import make_model
-from tests.training.helpers import assert_same_step, collated_batch, config, qwen2_model, varied_pairs
+from tests.training.helpers import assert_same_step, collated_batch, config, one_sgd_step, qwen2_model, varied_pairs
 from tidpo import TIDPOConfig, TIDPOTrainer
 from tidpo.training import packing
 from tidpo.training.packing import PackedRows, packing_problem
@@ -88,23 +87,11 @@ def test_packed_features_stats_and_gradients_equal_padded_rows(tokenizer, monkey
 
 
 def _train(tokenizer, tmp_path, packed: bool, lora: bool, **overrides):
-    args = config(
-        tmp_path, per_device_train_batch_size=4, optim="sgd", learning_rate=0.5, share_prompt=False,
-        padding_free=packed, anchor_max_new_tokens=4, **overrides,
-    )  # fmt: skip
-    model = make_model(tokenizer, seed=1)
-    rows = []
-    model.model.layers[0].register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
-    trainer = TIDPOTrainer(
-        model=model,
-        ref_model=None if lora else make_model(tokenizer, seed=0),
-        args=args,
-        train_dataset=varied_pairs(4),
-        processing_class=tokenizer,
-        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]) if lora else None,
+    """One step on pairs of varied lengths; returns the trainer and the row count of every policy forward."""
+    trainer, shapes = one_sgd_step(
+        tokenizer, tmp_path, lora, data=varied_pairs(4), share_prompt=False, padding_free=packed, **overrides
     )
-    trainer.train()
-    return trainer, rows
+    return trainer, [rows for rows, _ in shapes]
 
 
 @pytest.mark.parametrize(("lora", "preset"), [(False, "paper"), (True, "paper"), (False, "official")])

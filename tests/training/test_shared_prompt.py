@@ -9,10 +9,9 @@ import logging
 
 import pytest
 import torch
-from peft import LoraConfig
 
 from tests.tiny import make_model
-from tests.training.helpers import assert_same_step, collated_batch, config, qwen2_model, sentiment_pairs
+from tests.training.helpers import assert_same_step, collated_batch, config, one_sgd_step, qwen2_model, sentiment_pairs
 from tidpo import TIDPOTrainer
 from tidpo.data import PreferenceCollator
 from tidpo.importance.attribution import embedding_attributions
@@ -103,23 +102,7 @@ def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn)
 
 
 def _train(tokenizer, tmp_path, share: bool, lora: bool, arch: str = "llama", **overrides):
-    args = config(
-        tmp_path, per_device_train_batch_size=4, optim="sgd", learning_rate=0.5, share_prompt=share,
-        anchor_max_new_tokens=4, **overrides,
-    )  # fmt: skip
-    model = BUILDERS[arch](tokenizer, seed=1)
-    lengths = []
-    model.model.layers[0].register_forward_hook(lambda module, args, out: lengths.append(tuple(args[0].shape[:2])))
-    trainer = TIDPOTrainer(
-        model=model,
-        ref_model=None if lora else BUILDERS[arch](tokenizer, seed=0),
-        args=args,
-        train_dataset=sentiment_pairs(4),
-        processing_class=tokenizer,
-        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]) if lora else None,
-    )
-    trainer.train()
-    return trainer, lengths
+    return one_sgd_step(tokenizer, tmp_path, lora, builder=BUILDERS[arch], share_prompt=share, **overrides)
 
 
 @pytest.mark.parametrize(("arch", "lora"), [("llama", False), ("llama", True), ("qwen2-tied", False)])

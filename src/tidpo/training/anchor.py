@@ -19,7 +19,7 @@ from transformers import GenerationConfig, LogitsProcessorList
 from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from tidpo.ops import left_align
-from tidpo.training.scoring import PromptState, _cache_keyword
+from tidpo.training.scoring import PromptState, cache_keyword
 
 
 @dataclass
@@ -90,7 +90,7 @@ def sample_from_prompt(model: nn.Module, prompt: PromptState, config: Generation
     prompt = prompt.detached()
     head = model.get_output_embeddings()
     logits = head(prompt.last).float()  # (B, V): the distribution of the first anchor token
-    cache, keyword = prompt.dynamic_cache(), _cache_keyword(model)
+    cache, keyword = prompt.dynamic_cache(), cache_keyword(model)
     warpers = _warpers(config) if config.do_sample else LogitsProcessorList()
     mask, rows, start = prompt.mask, prompt.mask.shape[0], prompt.positions(1)
     done = torch.zeros(rows, dtype=torch.bool, device=mask.device)

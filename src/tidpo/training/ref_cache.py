@@ -37,15 +37,10 @@ def weights_digest(model: nn.Module) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         if "lora_" in name:
             continue
-        flat = tensor.detach().contiguous().view(-1)
-        raw = flat.view(torch.uint8) if flat.element_size() == 1 else flat.view(_int_of_size(flat.element_size()))
+        raw = tensor.detach().contiguous().view(-1).view(torch.uint8)  # the bytes, whatever the dtype
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
         digest.update(raw.cpu().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _int_of_size(size: int) -> torch.dtype:
-    return {2: torch.int16, 4: torch.int32, 8: torch.int64}[size]
 
 
 def data_digest(dataset, max_length: int | None) -> str:

@@ -232,7 +232,7 @@ def continue_from_prompt(
             attention_mask=torch.cat([prompt.mask.repeat(repeats, 1), response_mask], dim=1),
             position_ids=prompt.positions(length, repeats),
             use_cache=True,
-            **{_cache_keyword(model): prompt.dynamic_cache(repeated)},
+            **{cache_keyword(model): prompt.dynamic_cache(repeated)},
         )
     return SharedPromptFeatures(
         out.logits, weight, prompt=prompt, response_mask=response_mask, repeats=repeats, cache_inputs=repeated
@@ -254,7 +254,7 @@ def forward_shared_prompt(
     )
 
 
-def _cache_keyword(model: nn.Module) -> str:
+def cache_keyword(model: nn.Module) -> str:
     """``cache`` (transformers ≥ 5.x) or ``past_key_values``, whichever the model's forward takes."""
     base = getattr(model, "module", model)
     base = base.get_base_model() if hasattr(base, "get_base_model") else base
