@@ -66,14 +66,34 @@ def _batch():
 
 
 @pytest.mark.parametrize("estimator", ["hybrid", "gradient", "prior", "uniform", "random"])
-@pytest.mark.parametrize("span", ["response", "sequence"])
-def test_weights_nonnegative_zero_off_span_mean_one(estimator, span):
-    """Every estimator and span: w ≥ 0, w = 0 off the response, Σ_response w = T (mean 1)."""
+def test_weights_nonnegative_zero_off_span_mean_one(estimator):
+    """Every estimator over the response: w ≥ 0, w = 0 off the response, Σ_response w = T (mean 1)."""
     completion, attention, attr = _batch()
-    w = token_weights(estimator, completion, attributions=attr, attention_mask=attention, span=span)
+    w = token_weights(estimator, completion, attributions=attr, attention_mask=attention)
     assert (w >= 0).all()
     assert torch.equal(w[completion == 0], torch.zeros(int((completion == 0).sum())))
     assert_close(w.sum(-1), completion.sum(-1).float())
+
+
+@pytest.mark.parametrize(("estimator", "mix"), [("hybrid", 0.7), ("gradient", 1.0), ("prior", 0.0)])
+def test_sequence_span_is_the_response_slice_of_weights_normalised_over_the_sequence(estimator, mix):
+    """weight_span='sequence' (the authors' code): Eq. 8 and the mean-1 rescale over prompt + response, then the
+    response slice as it is: its total is not T, and differs between rows."""
+    completion, attention, attr = _batch()
+    w = token_weights(estimator, completion, attributions=attr, attention_mask=attention, span="sequence")
+    whole = hybrid_token_weights(attr, attention, gaussian_prior(attention, 4.0), mix)
+    expected = normalize_weights(whole, attention, "mean") * completion
+    assert_close(w, expected)
+    assert not torch.allclose(w.sum(-1)[:2], completion.sum(-1).float()[:2])  # rows 0, 1 have prompts
+
+
+@pytest.mark.parametrize("estimator", ["uniform", "random"])
+def test_uniform_and_random_ignore_the_span(estimator):
+    completion, attention, attr = _batch()
+    kwargs = {"attributions": attr, "attention_mask": attention}
+    seq = token_weights(estimator, completion, span="sequence", generator=torch.Generator().manual_seed(0), **kwargs)
+    resp = token_weights(estimator, completion, span="response", generator=torch.Generator().manual_seed(0), **kwargs)
+    assert torch.equal(seq, resp)
 
 
 def test_sum_norm_sums_to_one_per_row():
@@ -108,25 +128,24 @@ def test_named_estimators_equal_hybrid_at_their_lambda(estimator, mix):
 
 
 def test_sequence_span_hand_example():
-    """Prompt 2 + response 2, I = [2, 0, 1, 3] (ΣI = 6), λ = .7, sigma_div 4. Over the sequence (T = 4):
-    σ = 1, μ = 1.5, P ∝ [e^-1.125, e^-.125, e^-.125, e^-1.125], Z = 2(e^-.125 + e^-1.125).
-    Response slice: W3 = .7·1/6 + .3·e^-.125/Z ≈ .22633, W4 = .7·3/6 + .3·e^-1.125/Z ≈ .39034;
-    mean 1 over the response: w = 2·[W3, W4]/(W3 + W4) ≈ [.73403, 1.26597] (span='response' gives [.65, 1.35])."""
-    z = 2 * (math.exp(-0.125) + math.exp(-1.125))
-    w3 = 0.7 / 6 + 0.3 * math.exp(-0.125) / z
-    w4 = 0.7 * 3 / 6 + 0.3 * math.exp(-1.125) / z
-    expected = torch.tensor([[0.0, 0.0, 2 * w3 / (w3 + w4), 2 * w4 / (w3 + w4)]])
-    w = token_weights(
-        "hybrid",
-        torch.tensor([[0, 0, 1, 1]]),
-        attributions=torch.tensor([[2.0, 0.0, 1.0, 3.0]]),
-        attention_mask=torch.ones(1, 4),
-        mix=0.7,
-        sigma_div=4.0,
-        span="sequence",
-    )
+    """Prompt 2 + response 3 tokens, I = [1, 2, 3, 4, 0] (ΣI = 10), λ = .2, sigma_div 8 (the official preset).
+    Over the sequence T = 5: σ = max(5/8, 1) = 1, μ = 2, P ∝ [e^-2, e^-.5, 1, e^-.5, e^-2], Z ≈ 2.48373,
+    P ≈ [.05449, .24420, .40262, .24420, .05449]; I/ΣI = [.1, .2, .3, .4, 0];
+    W = .2·I/ΣI + .8·P ≈ [.06359, .23536, .38210, .27536, .04359] (sums to 1), w = 5·W/ΣW = 5·W.
+    The response keeps w[2:] ≈ [1.91048, 1.37681, .21795] as it is: it sums to 3.50524, not 3 (the earlier
+    re-normalised slice was [1.63511, 1.17835, .18654]; span='response' gives [.91491, 1.42733, .65776])."""
+    z = math.exp(-2) * 2 + math.exp(-0.5) * 2 + 1
+    prior = [math.exp(-0.5 * (t - 2) ** 2) / z for t in range(5)]
+    raw = [0.2 * i / 10 + 0.8 * p for i, p in zip([1, 2, 3, 4, 0], prior, strict=True)]
+    expected = torch.tensor([[0.0, 0.0] + [5 * x / sum(raw) for x in raw[2:]]])
+    kwargs = {"attributions": torch.tensor([[1.0, 2.0, 3.0, 4.0, 0.0]]), "mix": 0.2, "sigma_div": 8.0}
+    completion = torch.tensor([[0, 0, 1, 1, 1]])
+    w = token_weights("hybrid", completion, attention_mask=torch.ones(1, 5), span="sequence", **kwargs)
     assert_close(w, expected)
-    assert_close(expected[0, 2:], torch.tensor([0.73403, 1.26597]), atol=1e-5, rtol=0)
+    assert_close(expected[0, 2:], torch.tensor([1.91048, 1.37681, 0.21795]), atol=1e-5, rtol=0)
+    assert_close(w.sum(), torch.tensor(3.50524), atol=1e-5, rtol=0)
+    response = token_weights("hybrid", completion, span="response", **kwargs)
+    assert_close(response[0, 2:], torch.tensor([0.91491, 1.42733, 0.65776]), atol=1e-5, rtol=0)
 
 
 def test_nan_attributions_raise():

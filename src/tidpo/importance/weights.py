@@ -1,29 +1,78 @@
 """Token weights for the weighted DPO reward (arXiv 2505.19653v3, Eq. 8) and the ablation estimators.
 
-``I_norm = I / Σ I`` over the span; ``W = λ·I_norm + (1 − λ)·P``; then ``w = T · W / Σ W`` on the response
-(mean 1, ``weight_norm="mean"``) or ``W / Σ W`` (sum 1, ``weight_norm="sum"``), zero elsewhere.
+:func:`token_weights` reads as span → scores → Eq. 8 → normalise:
 
-Deviation: with ``weight_span="sequence"`` (the authors' code) ``I_norm`` and ``P`` are built over prompt +
-response and only the response slice is kept; that slice is then rescaled to mean 1 (or sum 1) over the
-response so that the reward keeps the scale of DPO whatever the prompt length. The SPEC leaves the final
-rescale of the sequence variant open; this choice makes ``weight_norm`` mean the same thing for both spans.
+- the *span* the weights are built over: the response (``weight_span="response"``, the paper) or prompt +
+  response (``"sequence"``, the authors' code);
+- the raw *scores* ``I`` of each token in the span: the gradient attribution (Eqs. 5–6), a user estimator's
+  scores, or none;
+- Eq. 8: ``W = λ·I/ΣI + (1 − λ)·P`` with the Gaussian prior ``P`` of Eq. 7 over the span;
+- *normalise*: ``w = T · W / Σ W`` over the span (mean 1, ``weight_norm="mean"``) or ``W / Σ W`` (sum 1),
+  then keep the response tokens (zero elsewhere).
+
+With the response span the last step keeps everything that was normalised, so the response weights have mean 1.
+Deviation (the authors' code, ``weight_span="sequence"``): the weights are normalised over prompt + response and
+the response slice is kept *as it is*, so its weights need not average 1 and the chosen and rejected rows of a
+pair generally carry different totals.
+
+Which estimator needs what is one table, :data:`ESTIMATORS`; ``uniform`` and ``random`` have no span, prior or
+scores: they are all 1 (plain DPO weighting) or uniform noise on the response, normalised there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from tidpo.importance.prior import gaussian_prior
 
-ESTIMATORS = ("hybrid", "gradient", "prior", "uniform", "random")
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """How an estimator builds raw weights: ``scores`` is ``"attribution"`` (Eqs. 5–6), ``"callable"`` (a user
+    function), ``"none"`` (the prior alone), ``"ones"`` (uniform) or ``"noise"`` (random); ``mix`` is the ``λ``
+    it fixes (None: the caller's ``importance_mix``). Only ``"attribution"``, ``"callable"`` and ``"none"`` go
+    through the span, the prior and Eq. 8."""
+
+    scores: str
+    mix: float | None = None
+
+    @property
+    def hybrid(self) -> bool:
+        return self.scores in ("attribution", "callable", "none")
+
+
+ESTIMATORS: dict[str, EstimatorSpec] = {
+    "hybrid": EstimatorSpec("attribution"),  # Eq. 8 with λ = importance_mix
+    "gradient": EstimatorSpec("attribution", mix=1.0),  # ablation "no prior"
+    "prior": EstimatorSpec("none", mix=0.0),  # ablation "prior only"
+    "uniform": EstimatorSpec("ones"),  # plain DPO weighting
+    "random": EstimatorSpec("noise"),  # ablation "random weights"
+}
+CUSTOM = EstimatorSpec("callable")
 SPANS = ("response", "sequence")
 NORMS = ("mean", "sum")
 # A user estimator maps (input_ids, attention_mask, completion_mask) -> (B, L) non-negative raw scores, used in
 # place of the gradient attribution I (and mixed with the prior by λ like it).
 Estimator = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def estimator_spec(estimator: str | Estimator) -> EstimatorSpec:
+    """The table entry of ``estimator`` (a name of :data:`ESTIMATORS`, or a callable)."""
+    if callable(estimator):
+        return CUSTOM
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"importance must be one of {tuple(ESTIMATORS)} or a callable, got {estimator!r}")
+    return ESTIMATORS[estimator]
+
+
+def needs_attribution(estimator: str | Estimator, mix: float) -> bool:
+    """Whether ``estimator`` with ``λ = mix`` uses the gradient attribution (a backward to the embeddings)."""
+    spec = estimator_spec(estimator)
+    return spec.scores == "attribution" and (spec.mix if spec.mix is not None else mix) > 0
 
 
 def hybrid_token_weights(importance: Tensor, span_mask: Tensor, prior: Tensor, mix: float) -> Tensor:
@@ -45,19 +94,31 @@ def hybrid_token_weights(importance: Tensor, span_mask: Tensor, prior: Tensor, m
     return mix * importance_norm + (1.0 - mix) * prior  # Eq. (8)
 
 
-def normalize_weights(raw: Tensor, completion_mask: Tensor, norm: str = "mean") -> Tensor:
-    """Rescale non-negative ``raw`` weights on the response to mean 1 (``"mean"``) or sum 1 (``"sum"``).
+def normalize_weights(raw: Tensor, span_mask: Tensor, norm: str = "mean") -> Tensor:
+    """Rescale non-negative ``raw`` weights to mean 1 (``"mean"``: ``w = T·W/ΣW``) or sum 1 (``"sum"``) over
+    ``span_mask``, zero elsewhere.
 
-    A response of one token gets weight 1; a row whose raw weights are all 0 gets uniform weights, so the
-    result is never NaN. Rows without response tokens are all 0.
+    A span of one token gets weight 1; a row whose raw weights are all 0 gets uniform weights, so the result is
+    never NaN. Rows with an empty span are all 0.
     """
     if norm not in NORMS:
         raise ValueError(f"weight_norm must be one of {NORMS}, got {norm!r}")
-    mask = completion_mask.to(raw.dtype)
+    mask = span_mask.to(raw.dtype)
     raw = torch.where(((raw * mask).sum(-1, keepdim=True) > 0), raw * mask, mask)
     total = raw.sum(-1, keepdim=True).clamp(min=torch.finfo(raw.dtype).tiny)
     scale = mask.sum(-1, keepdim=True) if norm == "mean" else torch.ones_like(total)
     return raw * scale / total  # w = T · W / Σ W  (or W / Σ W)
+
+
+def weight_span_mask(span: str, completion_mask: Tensor, attention_mask: Tensor | None) -> Tensor:
+    """The positions the weights are built over: the response, or every real token (``"sequence"``)."""
+    if span not in SPANS:
+        raise ValueError(f"weight_span must be one of {SPANS}, got {span!r}")
+    if span == "response":
+        return completion_mask.bool()
+    if attention_mask is None:
+        raise ValueError("weight_span='sequence' needs attention_mask")
+    return attention_mask.bool()
 
 
 def _check_scores(scores: Tensor, like: Tensor, what: str) -> Tensor:
@@ -68,6 +129,18 @@ def _check_scores(scores: Tensor, like: Tensor, what: str) -> Tensor:
     if (scores < 0).any():
         raise ValueError(f"{what} must be non-negative")
     return scores.float()
+
+
+def _scores(spec, estimator, mix, attributions, input_ids, attention_mask, completion_mask) -> Tensor:
+    """The raw scores ``I`` ``(B, L)`` of Eq. 8 for a hybrid estimator (zeros when ``λ = 0``)."""
+    if spec.scores == "callable":
+        scores = estimator(input_ids, attention_mask, completion_mask)
+        return _check_scores(scores, completion_mask, "estimator scores")
+    if spec.scores == "attribution" and mix > 0:
+        if attributions is None:
+            raise ValueError(f"importance={estimator!r} with λ={mix} needs gradient attributions")
+        return _check_scores(attributions, completion_mask, "attributions")
+    return torch.zeros(completion_mask.shape, device=completion_mask.device)
 
 
 def token_weights(
@@ -86,41 +159,28 @@ def token_weights(
     """Per-token weights ``w`` for Eqs. 9–10, zero off the response, in the token frame.
 
     Args:
-        estimator: ``"hybrid"`` (Eq. 8 with ``λ = mix``), ``"gradient"`` (λ = 1), ``"prior"`` (λ = 0),
-            ``"uniform"`` (plain DPO), ``"random"`` (ablation) or a callable (see ``Estimator``).
+        estimator: a name of :data:`ESTIMATORS` (``"hybrid"``: Eq. 8 with ``λ = mix``; ``"gradient"``: λ = 1;
+            ``"prior"``: λ = 0; ``"uniform"``: plain DPO; ``"random"``: ablation) or a callable (``Estimator``).
         completion_mask: ``(B, L)`` response tokens (incl. the final EOS).
         attributions: ``(B, L)`` gradient attributions ``I`` (needed when the estimator uses them).
         input_ids: ``(B, L)``, passed to a callable estimator.
         attention_mask: ``(B, L)``, the span for ``span="sequence"``.
         mix: ``λ``. sigma_div: the prior's ``T / σ``. span: ``"response"`` or ``"sequence"``.
-        norm: ``"mean"`` or ``"sum"``. generator: for ``"random"``.
+        norm: ``"mean"`` or ``"sum"`` over the span. generator: for ``"random"``.
 
     Returns:
         ``(B, L)`` float32, ≥ 0.
     """
+    spec = estimator_spec(estimator)
     response = completion_mask.bool()
-    if estimator == "uniform":
-        return normalize_weights(response.float(), response, norm)
-    if estimator == "random":
-        raw = torch.rand(response.shape, generator=generator, device=response.device)
+    if not spec.hybrid:  # uniform / random: on the response alone
+        ones = spec.scores == "ones"
+        raw = response.float() if ones else torch.rand(response.shape, generator=generator, device=response.device)
         return normalize_weights(raw, response, norm)
-    if not callable(estimator) and estimator not in ESTIMATORS:
-        raise ValueError(f"importance must be one of {ESTIMATORS} or a callable, got {estimator!r}")
-    if span not in SPANS:
-        raise ValueError(f"weight_span must be one of {SPANS}, got {span!r}")
-    mix = {"gradient": 1.0, "prior": 0.0}.get(estimator, mix) if isinstance(estimator, str) else mix
+    mix = spec.mix if spec.mix is not None else mix
     if not 0.0 <= mix <= 1.0:
         raise ValueError(f"importance_mix (λ) must be in [0, 1], got {mix}")
-    if span == "sequence" and attention_mask is None:
-        raise ValueError("weight_span='sequence' needs attention_mask")
-    span_mask = response if span == "response" else attention_mask.bool()
-    if callable(estimator):
-        scores = _check_scores(estimator(input_ids, attention_mask, completion_mask), response, "estimator scores")
-    elif mix > 0:
-        if attributions is None:
-            raise ValueError(f"importance={estimator!r} with λ={mix} needs gradient attributions")
-        scores = _check_scores(attributions, response, "attributions")
-    else:
-        scores = torch.zeros(response.shape, device=response.device)
-    weights = hybrid_token_weights(scores, span_mask, gaussian_prior(span_mask, sigma_div), mix)
-    return normalize_weights(weights, response, norm)
+    span_mask = weight_span_mask(span, response, attention_mask)  # span
+    scores = _scores(spec, estimator, mix, attributions, input_ids, attention_mask, completion_mask)  # scores
+    weights = hybrid_token_weights(scores, span_mask, gaussian_prior(span_mask, sigma_div), mix)  # Eq. (8)
+    return normalize_weights(weights, span_mask, norm) * response  # normalise over the span, keep the response
