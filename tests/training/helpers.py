@@ -105,6 +105,17 @@ def assert_same_step(trainer, other, metrics=STEP_METRICS) -> None:
         torch.testing.assert_close(value, params[name], atol=1e-5, rtol=0, msg=name)
 
 
+def make_trainer(tokenizer, tmp_path, data=None, **overrides) -> TIDPOTrainer:
+    """A tiny policy (seed 1) against a separate tiny reference (seed 0), not trained; routes resolved."""
+    return TIDPOTrainer(
+        model=make_model(tokenizer, seed=1),
+        ref_model=make_model(tokenizer, seed=0),
+        args=config(tmp_path, **overrides),
+        train_dataset=data if data is not None else sentiment_pairs(4),
+        processing_class=tokenizer,
+    )
+
+
 def one_sgd_step(tokenizer, tmp_path, lora: bool = False, builder=make_model, data=None, **overrides):
     """One SGD step (learning rate 0.5, 4 pairs, 4-token anchors) of a tiny policy (seed 1) against a separate
     reference (seed 0), or with LoRA against the policy with its adapters off. Returns the trainer and the

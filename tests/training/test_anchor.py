@@ -7,8 +7,8 @@ import torch
 from transformers import GenerationConfig
 
 from tests.tiny import make_model
-from tidpo.training.anchor import sample_anchors
-from tidpo.training.scoring import prompt_forward
+from tidpo.training.anchors import anchor_batch, sample_anchors
+from tidpo.training.prompt_cache import prompt_forward, sample_from_prompt
 
 
 def _greedy(tokenizer, n=5):
@@ -74,7 +74,7 @@ def test_sampling_from_the_prompts_cache_equals_generate(tokenizer, do_sample):
     with torch.no_grad():
         prompt = prompt_forward(model, ids, mask)
     torch.manual_seed(0)
-    via_cache = sample_anchors(model, ids, mask, config, prompt=prompt)
+    via_cache = anchor_batch(ids, mask, sample_from_prompt(model, prompt, config), config)
     assert via_cache.tokens.shape == (3, 8)
     for field in ("input_ids", "attention_mask", "completion_mask", "tokens", "token_mask"):
         assert torch.equal(getattr(via_cache, field), getattr(via_generate, field)), field
@@ -90,6 +90,7 @@ def test_sampling_from_the_prompts_cache_stops_when_every_row_has_ended(tokenize
     _, ids, mask = _left_padded(tokenizer, ["hi", "tell me about cats"])
     with torch.no_grad():
         prompt = prompt_forward(model, ids, mask)
-    out = sample_anchors(model, ids, mask, _sampling(tokenizer, do_sample=False), prompt=prompt)
+    config = _sampling(tokenizer, do_sample=False)
+    out = anchor_batch(ids, mask, sample_from_prompt(model, prompt, config), config)
     assert out.tokens.tolist() == [[tokenizer.eos_token_id]] * 2  # one step, not max_new_tokens
     assert out.attention_mask.sum(-1).tolist() == [2, 5]

@@ -23,7 +23,7 @@ def _train(tokenizer, tmp_path, chunked: bool, lora: bool = False, **overrides):
 def test_one_full_ti_dpo_step_equals_full_logits(tokenizer, tmp_path, lora):
     """Paper preset with anchors (γ = 0.1): same parameters and same logged metrics (1e-5)."""
     runs = {c: _train(tokenizer, tmp_path, chunked=c, lora=lora) for c in (True, False)}
-    assert runs[True]._chunked and not runs[False]._chunked
+    assert runs[True].routes.head == "chunked" and runs[False].routes.head == "full logits"
     logs = {c: runs[c].state.log_history[0] for c in runs}
     for key in METRICS:
         assert logs[True][key] == pytest.approx(logs[False][key], abs=1e-5), key
@@ -52,5 +52,6 @@ def test_a_head_with_logit_softcapping_uses_full_logits_and_says_so(tokenizer, t
             model=model, ref_model=make_model(tokenizer), args=config(tmp_path), train_dataset=sentiment_pairs(4),
             processing_class=tokenizer,
         )  # fmt: skip
-    assert not trainer._chunked
-    assert "final_logit_softcapping = 30.0" in caplog.text
+    assert trainer.routes.head == "full logits"
+    assert "final_logit_softcapping = 30.0" in caplog.text and "tidpo routes:" in caplog.text
+    assert "chunked_logits" in trainer.routes.fallbacks[0]

@@ -9,11 +9,21 @@ import pytest
 import torch
 
 from tests.tiny import make_model
-from tests.training.helpers import assert_same_step, collated_batch, config, one_sgd_step, qwen2_model, varied_pairs
+from tests.training.helpers import (
+    assert_same_step,
+    collated_batch,
+    config,
+    make_trainer,
+    one_sgd_step,
+    qwen2_model,
+    varied_pairs,
+)
 from tidpo import TIDPOConfig, TIDPOTrainer
 from tidpo.training import packing
+from tidpo.training.head import ChunkedHead
+from tidpo.training.layouts import PackedRows as PackedLayout
+from tidpo.training.layouts import PaddedRows
 from tidpo.training.packing import PackedRows, packing_problem
-from tidpo.training.scoring import forward_features, token_stats
 
 BUILDERS = {"llama": make_model, "qwen2-tied": qwen2_model}
 
@@ -66,12 +76,13 @@ def test_packed_features_stats_and_gradients_equal_padded_rows(tokenizer, monkey
     runs = {}
     for packed in (False, True):
         embeds = model.get_input_embeddings()(ids)
-        features = forward_features(model, True, packed=packed, inputs_embeds=embeds, attention_mask=mask)
+        layout = (PackedLayout if packed else PaddedRows)(ChunkedHead(7))
+        features = layout.rows_forward(model, mask, inputs_embeds=embeds)
         with torch.no_grad():
-            ref_features = forward_features(ref, True, packed=packed, input_ids=ids, attention_mask=mask)
-        stats = token_stats(features, ref_features, ids, cmask, True, 7)
+            ref_features = layout.rows_forward(ref, mask, input_ids=ids)
+        stats = layout.head.token_stats(features, ref_features, ids, cmask, True)
         model.zero_grad()
-        (stats.logps.sum() + stats.kl.sum()).backward()
+        (stats.per_token_logps.sum() + stats.per_token_kl.sum()).backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
         runs[packed] = features.values * mask[..., None], stats, grads
     expected_rows = 1 if one_row else PackedRows.from_mask(mask).packed_shape[0]
@@ -79,7 +90,7 @@ def test_packed_features_stats_and_gradients_equal_padded_rows(tokenizer, monkey
 
     (padded_values, padded_stats, padded_grads), (packed_values, packed_stats, packed_grads) = runs[False], runs[True]
     torch.testing.assert_close(packed_values, padded_values, atol=1e-5, rtol=0)
-    for field in ("logps", "ref_logps", "kl"):
+    for field in ("per_token_logps", "ref_per_token_logps", "per_token_kl"):
         torch.testing.assert_close(getattr(packed_stats, field), getattr(padded_stats, field), atol=1e-5, rtol=0)
     for name, grad in packed_grads.items():
         assert grad.abs().sum() > 0, name
@@ -101,6 +112,7 @@ def test_a_full_ti_dpo_step_equals_padded_rows(tokenizer, tmp_path, lora, preset
         _train(tokenizer, tmp_path, flag, lora, preset=preset) for flag in (True, False)
     )
     assert 8 in padded_rows and 8 not in packed_rows  # the 8 rows of the batch never ran padded
+    assert (packed.routes.layout, padded.routes.layout) == ("packed rows", "whole rows")
     assert_same_step(packed, padded)
 
 
@@ -115,9 +127,10 @@ def test_reference_log_probs_precomputed_from_packed_rows_equal_padded_ones(toke
     assert_same_step(packed, padded, metrics=("loss", "rewards/chosen", "rewards/margins", "logps/rejected"))
 
 
-def test_padding_free_turns_the_shared_prompt_off(tmp_path):
-    assert TIDPOConfig(output_dir=str(tmp_path)).share_prompt is True
-    assert TIDPOConfig(output_dir=str(tmp_path), padding_free=True).share_prompt is False
+def test_padding_free_turns_the_shared_prompt_off(tokenizer, tmp_path):
+    assert make_trainer(tokenizer, tmp_path).routes.layout == "shared prompt"
+    packed = make_trainer(tokenizer, tmp_path, padding_free=True).routes
+    assert packed.layout == "packed rows" and packed.fallbacks == ()  # asked for, not a fallback
     with pytest.raises(ValueError, match="padding_free packs whole rows, while share_prompt=True"):
         TIDPOConfig(output_dir=str(tmp_path), padding_free=True, share_prompt=True)
 

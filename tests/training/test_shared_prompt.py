@@ -1,7 +1,7 @@
 """The shared-prompt forward (``share_prompt=True``, the default): each prompt runs once and both responses
 continue from its key/value cache. It must give the numbers of whole rows: features, token statistics,
-attributions, a full TI-DPO step's metrics and parameters (full fine-tuning and LoRA); and it must step aside
-where it cannot apply."""
+attributions, a full TI-DPO step's metrics and parameters (full fine-tuning and LoRA). Where it cannot apply, the
+default falls back to whole rows before training and says why; asking for it there is an error."""
 
 from __future__ import annotations
 
@@ -11,18 +11,21 @@ import pytest
 import torch
 
 from tests.tiny import make_model
-from tests.training.helpers import assert_same_step, collated_batch, config, one_sgd_step, qwen2_model, sentiment_pairs
+from tests.training.helpers import (
+    assert_same_step,
+    collated_batch,
+    config,
+    make_trainer,
+    one_sgd_step,
+    qwen2_model,
+    sentiment_pairs,
+)
 from tidpo import TIDPOTrainer
 from tidpo.data import PreferenceCollator
 from tidpo.importance.attribution import embedding_attributions
-from tidpo.training.scoring import (
-    PromptSharing,
-    forward_features,
-    forward_shared_prompt,
-    last_token_logits,
-    shared_prompt_attributions,
-    token_stats,
-)
+from tidpo.training.head import ChunkedHead
+from tidpo.training.layouts import PaddedRows
+from tidpo.training.prompt_cache import PromptSharing, forward_shared_prompt, shared_prompt_attributions
 
 BUILDERS = {"llama": make_model, "qwen2-tied": qwen2_model}
 
@@ -64,24 +67,25 @@ def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn)
     ids, mask, cmask = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
     sharing = PromptSharing.from_batch(batch)
 
+    rows = PaddedRows(ChunkedHead(7))
     embeds = model.get_input_embeddings()(ids)
-    whole = forward_features(model, True, inputs_embeds=embeds, attention_mask=mask)
+    whole = rows.rows_forward(model, mask, inputs_embeds=embeds)
     prompt_embeds, response_embeds = sharing.embed(model.get_input_embeddings())
     shared = forward_shared_prompt(model, sharing, response_embeds, prompt_embeds)
     torch.testing.assert_close(shared.predicting(cmask), whole.predicting(cmask), atol=1e-5, rtol=0)
     torch.testing.assert_close(shared.last(mask), whole.last(mask), atol=1e-5, rtol=0)
 
     with torch.no_grad():
-        ref_whole = forward_features(ref, True, input_ids=ids, attention_mask=mask)
+        ref_whole = rows.rows_forward(ref, mask, input_ids=ids)
         ref_shared = forward_shared_prompt(ref, sharing)
-    stats = {k: token_stats(p, r, ids, cmask, True, 7) for k, p, r in
+    stats = {k: rows.head.token_stats(p, r, ids, cmask, True) for k, p, r in
              (("whole", whole, ref_whole), ("shared", shared, ref_shared))}  # fmt: skip
-    for field in ("logps", "ref_logps", "kl"):
+    for field in ("per_token_logps", "ref_per_token_logps", "per_token_kl"):
         torch.testing.assert_close(getattr(stats["shared"], field), getattr(stats["whole"], field), atol=1e-5, rtol=0)
 
     # the fused attribution, taken at the response embeddings, equals whole rows' at the response tokens; with the
     # prompt's share kept apart per row, it equals whole rows' at every token (the span over the whole sequence)
-    whole_attr = embedding_attributions(last_token_logits(whole, mask), embeds, mask, retain_graph=True)
+    whole_attr = embedding_attributions(rows.head.target_logits(whole, mask), embeds, mask, retain_graph=True)
     response_attr = shared_prompt_attributions(shared, sharing, response_embeds)
     sequence_attr = shared_prompt_attributions(shared, sharing, response_embeds, prompt_embeds)
     assert response_attr.abs().sum() > 0 and (sequence_attr - response_attr).abs().sum() > 0
@@ -95,7 +99,7 @@ def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn)
     grads = {}
     for key in stats:
         model.zero_grad()
-        (stats[key].logps.sum() + stats[key].kl.sum()).backward(retain_graph=True)
+        (stats[key].per_token_logps.sum() + stats[key].per_token_kl.sum()).backward(retain_graph=True)
         grads[key] = {n: p.grad.clone() for n, p in model.named_parameters()}
     for name, grad in grads["shared"].items():
         torch.testing.assert_close(grad, grads["whole"][name], atol=1e-5, rtol=0, msg=name)
@@ -110,7 +114,7 @@ def test_a_full_ti_dpo_step_equals_whole_rows(tokenizer, tmp_path, arch, lora):
     """Paper preset with anchors (γ = 0.1): same logged metrics and same parameters (1e-5)."""
     runs = {share: _train(tokenizer, tmp_path, share, lora, arch) for share in (True, False)}
     (shared, shared_lengths), (whole, whole_lengths) = runs[True], runs[False]
-    assert shared._share_prompt
+    assert (shared.routes.layout, whole.routes.layout) == ("shared prompt", "whole rows")
     width = collated_batch(tokenizer)["input_ids"].shape  # (8 rows, L): the whole rows of the one batch
     assert tuple(width) in whole_lengths and tuple(width) not in shared_lengths
     prompts = collated_batch(tokenizer)["prompt_input_ids"].shape
@@ -125,27 +129,74 @@ def test_the_official_preset_shares_too_and_equals_whole_rows(tokenizer, tmp_pat
     """weight_span="sequence" normalises over prompt attributions, which are per row: they are kept apart."""
     runs = {share: _train(tokenizer, tmp_path, share, lora, preset="official") for share in (True, False)}
     (shared, shared_lengths), (whole, _) = runs[True], runs[False]
-    assert shared._share_prompt and tuple(collated_batch(tokenizer)["input_ids"].shape) not in shared_lengths
+    assert (
+        shared.routes.layout == "shared prompt"
+        and tuple(collated_batch(tokenizer)["input_ids"].shape) not in shared_lengths
+    )
     assert_same_step(shared, whole)
 
 
-def test_gradient_checkpointing_turns_sharing_off(tokenizer, tmp_path):
-    trainer, _ = _train(tokenizer, tmp_path, True, False, gradient_checkpointing=True, triplet_weight=0.0)
-    assert not trainer._share_prompt
+def test_gradient_checkpointing_falls_back_by_default_and_refuses_when_asked(tokenizer, tmp_path):
+    routes = make_trainer(tokenizer, tmp_path, gradient_checkpointing=True).routes
+    assert routes.layout == "whole rows"
+    assert routes.fallbacks == ("share_prompt: gradient checkpointing turns the key/value cache off",)
+    with pytest.raises(
+        ValueError, match="share_prompt=True cannot be served: gradient checkpointing.*share_prompt=False"
+    ):
+        make_trainer(tokenizer, tmp_path, gradient_checkpointing=True, share_prompt=True)
 
 
-def test_a_batch_from_another_collator_runs_whole_rows_and_says_so(tokenizer, tmp_path, caplog):
-    def reorder_prompts(examples):
+def test_full_logits_and_an_explicit_shared_prompt_are_refused(tokenizer, tmp_path):
+    assert make_trainer(tokenizer, tmp_path, chunked_logits=False).routes.layout == "whole rows"
+    with pytest.raises(ValueError, match="share_prompt=True cannot be served: it needs the chunked head"):
+        make_trainer(tokenizer, tmp_path, chunked_logits=False, share_prompt=True)
+
+
+def _reorder_prompts(tokenizer):
+    def collate(examples):
         batch = PreferenceCollator(tokenizer.pad_token_id)(examples)
         batch["prompt_input_ids"] = batch["prompt_input_ids"].flip(0)  # prompts in another order
         return batch
 
-    args = config(tmp_path, per_device_train_batch_size=4, triplet_weight=0.0)
-    trainer = TIDPOTrainer(
+    return collate
+
+
+def _with_collator(tokenizer, tmp_path, collate, **overrides):
+    args = config(tmp_path, per_device_train_batch_size=4, triplet_weight=0.0, **overrides)
+    return TIDPOTrainer(
         model=make_model(tokenizer, seed=1), ref_model=make_model(tokenizer), args=args,
-        train_dataset=sentiment_pairs(4), processing_class=tokenizer, data_collator=reorder_prompts,
+        train_dataset=sentiment_pairs(4), processing_class=tokenizer, data_collator=collate,
     )  # fmt: skip
+
+
+def test_another_collator_runs_whole_rows_and_says_so_before_training(tokenizer, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tidpo"):
-        trainer.train()
-    assert not trainer._share_prompt
-    assert "share_prompt" in caplog.text
+        trainer = _with_collator(tokenizer, tmp_path, _reorder_prompts(tokenizer))
+    assert trainer.routes.layout == "whole rows"
+    assert "share_prompt: the data collator is a function" in caplog.text
+    trainer.train()
+    assert trainer.routes.layout == "whole rows"
+
+
+def test_another_collator_with_share_prompt_asked_for_is_probed(tokenizer, tmp_path):
+    with pytest.raises(ValueError, match="data collator .* not prompt \\+ response rows"):
+        _with_collator(tokenizer, tmp_path, _reorder_prompts(tokenizer), share_prompt=True)
+    plain = PreferenceCollator(tokenizer.pad_token_id)
+    trainer = _with_collator(tokenizer, tmp_path, lambda rows: plain(rows), share_prompt=True)
+    assert trainer.routes.layout == "shared prompt"
+
+
+def test_a_model_without_a_plain_cache_falls_back(tokenizer, tmp_path, monkeypatch):
+    from transformers.cache_utils import DynamicCache
+
+    from tidpo.training import prompt_cache
+
+    model = make_model(tokenizer)
+    assert prompt_cache.sharing_problem(model) is None
+    assert prompt_cache.cache_problem(model, DynamicCache()) is None
+    assert "returned a tuple cache" in prompt_cache.cache_problem(model, ((), ()))
+    monkeypatch.setattr(prompt_cache, "cache_problem", lambda model, cache: "it returned a StaticCache cache")
+    routes = make_trainer(tokenizer, tmp_path).routes
+    assert routes.layout == "whole rows" and routes.fallbacks == (
+        "share_prompt: the policy: it returned a StaticCache cache",
+    )

@@ -54,7 +54,7 @@ def test_smollm2_shared_prompt_step_equals_whole_rows(tmp_path):
                       share_prompt=share, anchor_max_new_tokens=8)  # fmt: skip
         trainer = _smollm2_trainer(args, pairs=4)
         trainer.train()
-        assert trainer._share_prompt == share
+        assert trainer.routes.layout == ("shared prompt" if share else "whole rows")
         logs[share] = trainer.state.log_history[0]
     for key in ("loss", "rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected", "kl/rejected",
                 "weights/max", "weights/effective_tokens", "triplet/loss", "anchor/length"):  # fmt: skip

@@ -4,7 +4,14 @@ Pure functions on tensors: usable on their own in a custom training loop. Token 
 this package never imports ``tidpo.importance``.
 """
 
-from tidpo.losses.dpo import KL_MODES, preference_loss, sequence_kl, weighted_logratio
+from tidpo.losses.dpo import (
+    KL_MODES,
+    preference_loss,
+    sequence_kl,
+    tdpo_kl_term,
+    ti_dpo_base_loss,
+    weighted_logratio,
+)
 from tidpo.losses.objective import ObjectiveOutput, ti_dpo_objective
 from tidpo.losses.triplet import TripletOutput, triplet_loss
 
@@ -14,6 +21,8 @@ __all__ = [
     "TripletOutput",
     "preference_loss",
     "sequence_kl",
+    "tdpo_kl_term",
+    "ti_dpo_base_loss",
     "ti_dpo_objective",
     "triplet_loss",
     "weighted_logratio",

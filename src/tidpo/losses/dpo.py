@@ -4,13 +4,14 @@
 ``z = Δr − α · (SeqKL(x, y_l) − SeqKL(x, y_w))`` and ``L = −log σ(β z)``.
 
 Deviation: the KL term is not in the paper's equations; it is the authors' final setting (TDPO2 form, α = 0.5,
-Zeng et al., arXiv 2404.11999). ``kl_mode`` picks how the caller feeds it:
+Zeng et al., arXiv 2404.11999). :func:`tdpo_kl_term` owns the choice of ``kl_mode``:
 ``tdpo2``: ``α = kl_weight`` and the chosen SeqKL detached (stop-gradient); ``tdpo1``: ``α = 1``, no detach;
-``none``: ``α = 0`` (the paper's literal Eq. 12). With all weights 1 and ``α = 0`` this is DPO (Eq. 3).
+``none``: no term (the paper's literal Eq. 12). With all weights 1 and no KL term this is DPO (Eq. 3).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -66,3 +67,48 @@ def preference_loss(
             raise ValueError("kl_weight != 0 needs chosen_kl and rejected_kl")
         delta_r = delta_r - kl_weight * (rejected_kl - chosen_kl)  # SPEC §3: z
     return -F.logsigmoid(beta * delta_r)  # Eq. (12)
+
+
+def tdpo_kl_term(
+    chosen_seq_kl: Tensor | None, rejected_seq_kl: Tensor | None, kl_mode: str, kl_weight: float
+) -> Tensor:
+    """``α · (SeqKL(x, y_l) − SeqKL(x, y_w))`` per pair, the amount subtracted from ``Δr`` (SPEC §3).
+
+    ``kl_mode="tdpo2"``: ``α = kl_weight`` and ``sg[SeqKL(x, y_w)]`` (no gradient through the chosen side);
+    ``"tdpo1"``: ``α = kl_weight`` (1 in TDPO1), both sides differentiable; ``"none"``: 0 (the SeqKLs may be None).
+
+    Args:
+        chosen_seq_kl, rejected_seq_kl: ``(B,)`` sequential KLs of the chosen and rejected responses.
+        kl_mode: one of :data:`KL_MODES`. kl_weight: ``α``.
+
+    Returns:
+        ``(B,)``, or a 0-d zero for ``"none"``.
+    """
+    if kl_mode not in KL_MODES:
+        raise ValueError(f"kl_mode must be one of {KL_MODES}, got {kl_mode!r}")
+    if kl_mode == "none" or kl_weight == 0.0:
+        return torch.zeros(())
+    if chosen_seq_kl is None or rejected_seq_kl is None:
+        raise ValueError(f"kl_mode={kl_mode!r} with kl_weight={kl_weight} needs both sequential KLs")
+    if kl_mode == "tdpo2":
+        chosen_seq_kl = chosen_seq_kl.detach()  # TDPO2: sg[SeqKL(x, y_w)]
+    return kl_weight * (rejected_seq_kl - chosen_seq_kl)
+
+
+def ti_dpo_base_loss(
+    chosen_logratio: Tensor,
+    rejected_logratio: Tensor,
+    beta: float,
+    chosen_seq_kl: Tensor | None = None,
+    rejected_seq_kl: Tensor | None = None,
+    kl_mode: str = "tdpo2",
+    kl_weight: float = 0.5,
+) -> Tensor:
+    """``L_base = −log σ(β · (Δr − KL term))`` per pair: Eq. 12 with the KL term of ``kl_mode`` (SPEC §3).
+
+    Returns:
+        ``(B,)`` losses.
+    """
+    delta_r = chosen_logratio - rejected_logratio  # Eq. (11): Δr
+    z = delta_r - tdpo_kl_term(chosen_seq_kl, rejected_seq_kl, kl_mode, kl_weight).to(delta_r)  # SPEC §3: z
+    return -F.logsigmoid(beta * z)  # Eq. (12)

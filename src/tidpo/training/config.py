@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from tidpo.importance.weights import ESTIMATORS, NORMS, SPANS, needs_attribution
+from tidpo.losses.dpo import KL_MODES
+
 # SPEC §5 table. Deviation: "triplet_margin" 0.1 in the paper preset is SPEC's choice (the paper gives none).
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {
@@ -45,10 +48,10 @@ BASELINES: dict[str, dict[str, object]] = {
 CHOICES = {
     "preset": tuple(PRESETS),
     "baseline": (None, *BASELINES),
-    "kl_mode": ("tdpo2", "tdpo1", "none"),
-    "importance": ("hybrid", "gradient", "prior", "uniform", "random", "custom"),
-    "weight_span": ("response", "sequence"),
-    "weight_norm": ("mean", "sum"),
+    "kl_mode": KL_MODES,
+    "importance": (*ESTIMATORS, "custom"),
+    "weight_span": SPANS,
+    "weight_norm": NORMS,
     "attribution": ("fused", "separate"),
     "anchor_backward": ("auto", "deferred", "joint"),
 }
@@ -104,12 +107,13 @@ class TIDPOConfig(TrainingArguments):
             "'fused': attribution gradient from the training forward's own graph; 'separate': a second forward."
         ),
     )
-    chunked_logits: bool = field(
-        default=True,
+    chunked_logits: bool | None = field(
+        default=None,
         metadata=_help(
             "Take log-probs and KL from the final hidden states at the response tokens, in chunks, never "
-            "building (rows, length, vocab) logits; models whose output layer is not a plain bias-free linear "
-            "map use full logits (a warning says so). Same numbers either way."
+            "building (rows, length, vocab) logits. Default: on where the output layer is a plain bias-free linear "
+            "map, else full logits (the routes line of the log says why); True where it cannot be served is an "
+            "error. Same numbers either way."
         ),
     )
     logits_chunk_size: int = field(default=1024, metadata=_help("Response tokens per chunk with chunked_logits."))
@@ -126,8 +130,10 @@ class TIDPOConfig(TrainingArguments):
         default=None,
         metadata=_help(
             "Run each pair's prompt once for both responses and the anchor (they continue from its key/value cache, "
-            "gradients included). Needs chunked_logits and no gradient checkpointing. Same numbers either way. "
-            "Default: on, unless padding_free."
+            "gradients included). Needs the chunked head, no gradient checkpointing, PreferenceCollator's batches and "
+            "a model with a plain dynamic key/value cache. Default: on where all of that holds (else whole rows, "
+            "and the routes line of the log says why), off with padding_free; True where it cannot be served is an "
+            "error. Same numbers either way."
         ),
     )
     padding_free: bool = field(
@@ -221,8 +227,6 @@ class TIDPOConfig(TrainingArguments):
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
-        if self.share_prompt is None:
-            self.share_prompt = not self.padding_free
         if self.padding_free and self.share_prompt:
             raise ValueError(
                 "padding_free packs whole rows, while share_prompt=True runs each prompt once and continues it row by "
@@ -239,8 +243,7 @@ class TIDPOConfig(TrainingArguments):
     @property
     def needs_attribution(self) -> bool:
         """Whether the weights use the gradient attribution (so a backward to the embeddings is needed)."""
-        mix = {"gradient": 1.0, "prior": 0.0}.get(self.importance, self.importance_mix)
-        return self.importance in ("hybrid", "gradient") and mix > 0
+        return self.importance != "custom" and needs_attribution(self.importance, self.importance_mix)
 
 
 def _check_choice(name: str, value) -> None:

@@ -40,3 +40,35 @@ def effective_token_count(token_weights: Tensor) -> Tensor:
     """``(Σ w)² / Σ w²`` per row: how many tokens the weights effectively spread over (``T`` when uniform)."""
     total = token_weights.sum(-1)
     return total**2 / (token_weights**2).sum(-1).clamp(min=torch.finfo(token_weights.dtype).tiny)
+
+
+def record_step(log, beta: float, stats, logratio: Tensor, weights: Tensor, completion_mask: Tensor, seq_kl,
+                objective, triplet) -> None:  # fmt: skip
+    """Log one micro-batch's metrics through ``log(name, value)``: TRL's names for the DPO quantities, then the
+    KL, triplet and weight statistics.
+
+    Deviation: ``rewards/*`` are β times the *token-weighted* log-ratio ``Σ_t w_t ρ_t`` that TI-DPO optimises, not
+    TRL's unweighted one (they agree when the weights are uniform, e.g. at evaluation without ``eval_importance``).
+    """
+    chosen_rewards, rejected_rewards = (beta * logratio.detach()).chunk(2)
+    log("rewards/chosen", chosen_rewards)
+    log("rewards/rejected", rejected_rewards)
+    log("rewards/accuracies", (chosen_rewards > rejected_rewards).float())
+    log("rewards/margins", chosen_rewards - rejected_rewards)
+    sequence_logps = (stats.per_token_logps.detach() * completion_mask).sum(-1)
+    log("logps/chosen", sequence_logps.chunk(2)[0])
+    log("logps/rejected", sequence_logps.chunk(2)[1])
+    log("loss/base", objective.base_loss)
+    if seq_kl is not None:
+        log("kl/chosen", seq_kl[0])
+        log("kl/rejected", seq_kl[1])
+    if triplet is not None:
+        log("triplet/loss", triplet.loss)
+        log("triplet/dist_pos", triplet.dist_pos)
+        log("triplet/dist_neg", triplet.dist_neg)
+    response = completion_mask.bool()
+    log("weights/max", weights.max(-1).values)
+    log("weights/min", weights.masked_fill(~response, float("inf")).min(-1).values)
+    effective = effective_token_count(weights)
+    log("weights/effective_tokens", effective)
+    log("weights/effective_fraction", effective / response.sum(-1).clamp(min=1))

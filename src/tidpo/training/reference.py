@@ -48,3 +48,56 @@ def reference_model(policy: nn.Module, ref: nn.Module | None) -> Iterator[nn.Mod
             raise ValueError("no reference model: pass ref_model, or train a PEFT model (adapters disabled = π_ref)")
         with policy.disable_adapter():
             yield policy
+
+
+class LiveReference:
+    """The reference route ``live``: π_ref runs on every batch, in the step's layout and head.
+
+    Args:
+        ref_model: the explicit reference, or None for the policy with its adapters disabled.
+        layout: the step's layout (see :mod:`tidpo.training.layouts`); its head computes the statistics.
+    """
+
+    name = "live"
+
+    def __init__(self, ref_model: nn.Module | None, layout):
+        self.ref_model, self.layout = ref_model, layout
+
+    def module(self, policy: nn.Module):
+        """Context yielding the module to call as π_ref, under ``torch.no_grad``."""
+        return reference_model(self.layout.unwrap(policy), self.ref_model)
+
+    def forward(self, policy: nn.Module, batch):
+        """π_ref's features on the layout's view of the batch."""
+        with self.module(policy) as ref:
+            return self.layout.ref_forward(ref, batch)
+
+    def token_stats(self, policy_features, ref_features, inputs, with_kl: bool):
+        return self.layout.head.token_stats(
+            policy_features, ref_features, inputs["input_ids"], inputs["completion_mask"], with_kl
+        )
+
+    def per_token_logps(self, policy: nn.Module, inputs):
+        """``(2B, L)`` reference log-probs of a collated batch (what ``precompute_ref_logps`` caches)."""
+        features = self.forward(policy, self.layout.split(inputs))
+        return self.token_stats(features, None, inputs, with_kl=False).per_token_logps
+
+
+class CachedReference(LiveReference):
+    """The reference route ``cached`` (``precompute_ref_logps``): the batch carries π_ref's per-token log-probs
+    (``ref_token_logps``, computed once before training), so no reference runs in the step."""
+
+    name = "cached"
+
+    def __init__(self, layout):
+        super().__init__(None, layout)
+
+    def forward(self, policy: nn.Module, batch) -> None:
+        return None
+
+    def token_stats(self, policy_features, ref_features, inputs, with_kl: bool):
+        if with_kl:
+            raise ValueError("a cached reference has no distributions to take the KL with")
+        stats = super().token_stats(policy_features, None, inputs, with_kl=False)
+        stats.ref_per_token_logps = inputs["ref_token_logps"] * inputs["completion_mask"]
+        return stats

@@ -1,0 +1,112 @@
+"""The layout route: how a batch's rows are laid out for the forwards. Whole rows are here; the shared-prompt
+layout, which runs each prompt once and continues both responses from its key/value cache, is in
+:mod:`tidpo.training.prompt_cache`.
+
+Every layout has the same few methods, so the training step calls them without asking which one it has:
+
+- ``split(inputs)``: the layout's view of a collated batch (whole rows: the batch itself);
+- ``rows_forward(model, attention_mask, **tokens)``: a forward of whole rows (separate attributions and the
+  deferred anchor backward use it under every layout);
+- ``policy_forward`` / ``ref_forward``: the step's two forwards;
+- ``fused_attributions``: Eqs. 5–6 from the policy forward's own graph;
+- ``sample_anchors``, ``anchor_frame``, ``anchor_policy_features``, ``anchor_ref_features``: the anchors of
+  Eq. 13, sampled and scored.
+
+:class:`PaddedRows` (``"whole rows"``) is the naive layout every other one is tested against;
+:class:`PackedRows` (``"packed rows"``) runs the same rows without their padding (:mod:`tidpo.training.packing`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from tidpo.importance import embedding_attributions
+from tidpo.training.anchors import AnchorBatch, sample_anchors
+from tidpo.training.head import Features
+from tidpo.training.packing import packed_forward
+
+
+@dataclass
+class PolicyForward:
+    """The policy's forward: its features, and the embeddings the fused attribution differentiates (whole rows
+    ``(2B, L, D)``, or the responses ``(2B, R, D)`` and the prompts ``(B, P, D)`` with a shared prompt)."""
+
+    features: Features
+    embeds: Tensor
+    prompt_embeds: Tensor | None = None
+
+
+def attach(embeds: Tensor, graph: bool) -> Tensor:
+    """``embeds`` as a point to take the attribution gradient at: a fresh leaf when the lookup has no graph (frozen
+    embeddings, e.g. LoRA); unchanged without ``graph``."""
+    return embeds.detach().requires_grad_(True) if graph and not embeds.requires_grad else embeds
+
+
+def graph_mode(graph: bool):
+    """Grad mode for a forward whose graph the attribution needs (evaluation runs under ``no_grad``)."""
+    return torch.enable_grad() if graph else contextlib.nullcontext()
+
+
+class PaddedRows:
+    """Right-padded ``prompt + response`` rows, B chosen then B rejected, as collated."""
+
+    name = "whole rows"
+
+    def __init__(self, head):
+        self.head, self.unwrap = head, head.unwrap
+
+    def split(self, inputs: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+        return inputs
+
+    def call(self, model: nn.Module, attention_mask: Tensor, **tokens) -> Tensor:
+        """``model(...)``'s ``.logits`` (hidden states under the chunked head)."""
+        return model(attention_mask=attention_mask, **tokens, use_cache=False).logits
+
+    def rows_forward(self, model: nn.Module, attention_mask: Tensor, **tokens) -> Features:
+        """Whole rows (``input_ids`` or ``inputs_embeds``) through ``model`` and the head."""
+        return self.head.forward(model, lambda: self.call(model, attention_mask, **tokens))
+
+    def policy_forward(self, model: nn.Module, batch, graph: bool) -> PolicyForward:
+        """The policy on the batch; with ``graph``, the embeddings are kept for the fused attribution."""
+        embeds = attach(self.unwrap(model).get_input_embeddings()(batch["input_ids"]), graph)
+        with graph_mode(graph):
+            features = self.rows_forward(model, batch["attention_mask"], inputs_embeds=embeds)
+        return PolicyForward(features, embeds)
+
+    def ref_forward(self, ref: nn.Module, batch) -> Features:
+        return self.rows_forward(ref, batch["attention_mask"], input_ids=batch["input_ids"])
+
+    def fused_attributions(self, policy: PolicyForward, batch) -> Tensor:
+        """Eqs. 5–6 ``(2B, L)`` from the policy forward's graph (retained for the loss backward)."""
+        mask = batch["attention_mask"]
+        with torch.enable_grad():
+            target = self.head.target_logits(policy.features, mask)
+        return embedding_attributions(target, policy.embeds, mask, retain_graph=True)
+
+    def sample_anchors(self, model: nn.Module, batch, policy: PolicyForward, config) -> AnchorBatch:
+        """One anchor per prompt from the current policy (``generate`` over the left-padded prompts)."""
+        return sample_anchors(self.unwrap(model), batch["prompt_input_ids"], batch["prompt_attention_mask"], config)
+
+    def anchor_frame(self, anchors: AnchorBatch) -> tuple[Tensor, Tensor]:
+        """``(input_ids, completion_mask)`` of the rows the anchor features below are laid out in."""
+        return anchors.input_ids, anchors.completion_mask
+
+    def anchor_policy_features(self, model: nn.Module, anchors: AnchorBatch, policy: PolicyForward) -> Features:
+        return self.rows_forward(model, anchors.attention_mask, input_ids=anchors.input_ids)
+
+    def anchor_ref_features(self, ref: nn.Module, anchors: AnchorBatch, ref_features: Features) -> Features:
+        return self.rows_forward(ref, anchors.attention_mask, input_ids=anchors.input_ids)
+
+
+class PackedRows(PaddedRows):
+    """The same rows packed end to end without their padding for every forward; outputs come back padded."""
+
+    name = "packed rows"
+
+    def call(self, model: nn.Module, attention_mask: Tensor, **tokens) -> Tensor:
+        return packed_forward(model, attention_mask, **tokens, use_cache=False)

@@ -1,0 +1,181 @@
+"""Engineering routes, resolved once before training: which head, layout, attribution, reference and anchor
+backward the steps use.
+
+Every route has a naive twin that gives the same numbers (tested, route by route and in a matrix of all valid
+combinations): full logits for the chunked head, padded whole rows for packed rows and the shared prompt, a
+separate forward for the fused attribution, the live reference for the cached one, the joint anchor backward for
+the deferred one.
+
+:func:`resolve_routes` reads the config and probes the models once; the result, :class:`Routes`, is frozen and
+logged in one line by the trainer. A fast route the user *asked for* that cannot be served raises, with the option,
+the reason and the fix; only a route left at its default falls back, and the reason is recorded. Nothing switches
+a route during training. :func:`build_steps` then builds the small objects the training step calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from tidpo.training.anchors import AnchorStep, DeferredBackward, JointBackward, NoAnchors
+from tidpo.training.head import ChunkedHead, FullLogitsHead, chunked_head_problem
+from tidpo.training.layouts import PackedRows, PaddedRows
+from tidpo.training.packing import packing_problem
+from tidpo.training.prompt_cache import SharedPrompt, sharing_problem
+from tidpo.training.reference import CachedReference, LiveReference
+from tidpo.training.weighting import FusedAttribution, NoAttribution, SeparateAttribution, TokenWeighting
+
+HEADS = ("chunked", "full logits")
+LAYOUTS = ("whole rows", "packed rows", "shared prompt")
+ATTRIBUTIONS = ("fused", "separate", "none")
+REFERENCES = ("live", "cached")
+ANCHOR_BACKWARDS = ("joint", "deferred", "none")
+
+
+@dataclass(frozen=True)
+class Routes:
+    """The routes of every training step, and why each default that left the fast route did so."""
+
+    head: str
+    layout: str
+    attribution: str
+    reference: str
+    anchor_backward: str
+    fallbacks: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        line = (
+            f"head={self.head}, layout={self.layout}, attribution={self.attribution}, reference={self.reference}, "
+            f"anchor_backward={self.anchor_backward}"
+        )
+        return line + (f" (fell back: {'; '.join(self.fallbacks)})" if self.fallbacks else "")
+
+
+class _Resolution:
+    """Collects the fallbacks of defaults; raises for explicit options that cannot be served."""
+
+    def __init__(self):
+        self.fallbacks: list[str] = []
+
+    def refuse(self, option: str, explicit: bool, problem: str | None, fix: str) -> bool:
+        """True when ``option`` can be served; a problem raises if the user set it, else records a fallback."""
+        if problem is None:
+            return True
+        if explicit:
+            raise ValueError(f"{option}=True cannot be served: {problem}; {fix}")
+        self.fallbacks.append(f"{option}: {problem}")
+        return False
+
+
+def _first_problem(checks: list[Callable[[], str | None]]) -> str | None:
+    """The first problem the checks find (each returns a message or None); later checks do not run."""
+    for check in checks:
+        problem = check()
+        if problem is not None:
+            return problem
+    return None
+
+
+def _model_checks(models: dict[str, nn.Module], probe: Callable[[nn.Module], str | None]):
+    return [lambda n=n, m=m: None if (p := probe(m)) is None else f"the {n}: {p}" for n, m in models.items()]
+
+
+def resolve_routes(args, models: dict[str, nn.Module], collator_problem: Callable[[], str | None]) -> Routes:
+    """The routes for ``args`` (a :class:`~tidpo.TIDPOConfig`) and ``models`` (name → unwrapped module: the policy,
+    and the reference when it is a separate module). ``collator_problem()`` says why the data collator's batches
+    cannot be split into shared prompts (None when they can)."""
+    resolution = _Resolution()
+    chunked = args.chunked_logits is not False and resolution.refuse(
+        "chunked_logits",
+        args.chunked_logits is True,
+        _first_problem(_model_checks(models, chunked_head_problem)),
+        "set chunked_logits=False",
+    )
+    layout = "whole rows"
+    if args.padding_free:
+        for name, model in models.items():
+            problem = packing_problem(model)
+            if problem is not None:
+                raise ValueError(f"padding_free: the {name} cannot run packed rows: {problem}")
+        layout = "packed rows"
+    elif args.share_prompt is not False:
+        checks = [
+            lambda: None if chunked else "it needs the chunked head (chunked_logits)",
+            lambda: "gradient checkpointing turns the key/value cache off" if args.gradient_checkpointing else None,
+            collator_problem,
+            *_model_checks(models, sharing_problem),
+        ]
+        fix = "set share_prompt=False (or leave it unset to fall back to whole rows)"
+        if resolution.refuse("share_prompt", args.share_prompt is True, _first_problem(checks), fix):
+            layout = "shared prompt"
+    deferred = args.anchor_backward == "deferred" or (args.anchor_backward == "auto" and layout != "shared prompt")
+    return Routes(
+        head="chunked" if chunked else "full logits",
+        layout=layout,
+        attribution=args.attribution if args.needs_attribution else "none",
+        reference="cached" if args.precompute_ref_logps else "live",
+        anchor_backward="none" if args.triplet_weight == 0 else ("deferred" if deferred else "joint"),
+        fallbacks=tuple(resolution.fallbacks),
+    )
+
+
+@dataclass(frozen=True)
+class StepPolicies:
+    """What one step calls, for one mode (train or eval)."""
+
+    attribution: NoAttribution | FusedAttribution
+    weighting: TokenWeighting
+    anchors: AnchorStep | NoAnchors
+    triplet_weight: float
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The route objects of a trainer: head, layout and reference (shared by both modes), the live reference
+    (also used to precompute a cached one) and the step policies of each mode."""
+
+    head: FullLogitsHead
+    layout: PaddedRows
+    reference: LiveReference
+    live_reference: LiveReference
+    steps: dict[str, StepPolicies]
+
+
+def build_engine(routes: Routes, args, ref_model, unwrap, generation_config, importance_fn=None, workspace=None):
+    """The objects of ``routes`` for ``args``; ``ref_model`` is the explicit reference (None: the PEFT policy with
+    its adapters disabled)."""
+    head = (
+        ChunkedHead(args.logits_chunk_size, workspace, unwrap) if routes.head == "chunked" else FullLogitsHead(unwrap)
+    )
+    if routes.layout == "shared prompt":
+        layout = SharedPrompt(head, prompt_attributions=args.weight_span == "sequence")
+    else:
+        layout = {"whole rows": PaddedRows, "packed rows": PackedRows}[routes.layout](head)
+    live = LiveReference(ref_model, layout)
+    reference = CachedReference(layout) if routes.reference == "cached" else live
+    attribution = {"fused": FusedAttribution, "separate": SeparateAttribution}.get(routes.attribution)
+    weighting = TokenWeighting(
+        importance_fn if args.importance == "custom" else args.importance,
+        args.importance_mix, args.prior_sigma_div, args.weight_span, args.weight_norm,
+    )  # fmt: skip
+
+    def anchors(backward):
+        if routes.anchor_backward == "none":
+            return NoAnchors()
+        return AnchorStep(layout, live, generation_config, args.triplet_margin, backward)
+
+    train = StepPolicies(
+        attribution(layout) if attribution else NoAttribution(),
+        weighting,
+        anchors(DeferredBackward() if routes.anchor_backward == "deferred" else JointBackward()),
+        args.triplet_weight,
+    )
+    # Deviation: evaluation drops the importance (uniform weights, no triplet term) unless eval_importance, so that
+    # held-out numbers are plain DPO quantities and cost one forward per model; its anchors never defer (no backward).
+    full_eval = StepPolicies(train.attribution, weighting, anchors(JointBackward()), args.triplet_weight)
+    plain_eval = StepPolicies(NoAttribution(), TokenWeighting("uniform"), NoAnchors(), 0.0)
+    return Engine(
+        head, layout, reference, live, {"train": train, "eval": full_eval if args.eval_importance else plain_eval}
+    )
