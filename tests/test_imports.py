@@ -14,7 +14,9 @@ def _loads_transformers(statement: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    "statement", ["import tidpo.losses, tidpo.importance, tidpo.ops", "import tidpo"], ids=["math", "top"]
+    "statement",
+    ["import tidpo.losses, tidpo.importance, tidpo.ops, tidpo.lm_head", "import tidpo"],
+    ids=["math", "top"],
 )
 def test_import_does_not_load_transformers(statement):
     """torch only: the math layers and the top-level package leave transformers unloaded."""

@@ -87,3 +87,22 @@ def test_metric_buffer_averages_over_pairs_not_batches():
     buffer.add("eval", "rewards/accuracies", torch.tensor([0.0]))  # a last batch of 1: wrong
     assert buffer.pop("eval") == {"rewards/accuracies": 3 / 5}  # not (0.75 + 0) / 2
     assert buffer.pop("eval") == {}
+
+
+@pytest.mark.parametrize("eval_importance", [False, True])
+def test_eval_importance_evaluates_the_training_objective(tokenizer, tmp_path, eval_importance):
+    """With eval_importance the held-out loss is the training objective (hybrid weights from attribution): on the
+    training pairs, before any update, it equals the first step's logged loss. Without it, evaluation uses uniform
+    weights (every weight 1) and gives another loss."""
+    trainer = _trainer(tokenizer, tmp_path, eval_importance=eval_importance)
+    metrics = trainer.evaluate()
+    trainer.train()
+    first = trainer.state.log_history[-2]  # the step's log (the last entry is the run summary)
+    assert first["weights/max"] > 1.0
+    if eval_importance:
+        assert metrics["eval_loss"] == pytest.approx(first["loss"], abs=1e-5)
+        assert metrics["eval_weights/max"] == pytest.approx(first["weights/max"], abs=1e-5)
+        assert "eval_time/attribution" in metrics
+    else:
+        assert abs(metrics["eval_loss"] - first["loss"]) > 1e-4
+        assert metrics["eval_weights/max"] == 1.0 and "eval_time/attribution" not in metrics

@@ -20,9 +20,13 @@ class MetricBuffer:
         self._values: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     def add(self, mode: str, name: str, value: Tensor | float) -> None:
-        """Record a tensor (gathered across processes; each element counts once) or a float (counts once)."""
+        """Record a tensor (gathered across processes; each element counts once) or a float (counts once).
+
+        A tensor's first dimension must be the batch's pairs (``(B, ...)``), or it is a scalar: at evaluation
+        ``gather_for_metrics`` drops the padding samples of the last batch along that dimension.
+        """
         if isinstance(value, Tensor):
-            gathered = self._gather(value.detach().float().reshape(-1))
+            gathered = self._gather(value.detach().float().reshape(value.shape[0] if value.ndim else 1, -1))
             total, count = gathered.sum().item(), gathered.numel()
         else:
             total, count = float(value), 1
@@ -67,8 +71,12 @@ def record_step(log, beta: float, stats, logratio: Tensor, weights: Tensor, comp
         log("triplet/dist_pos", triplet.dist_pos)
         log("triplet/dist_neg", triplet.dist_neg)
     response = completion_mask.bool()
-    log("weights/max", weights.max(-1).values)
-    log("weights/min", weights.masked_fill(~response, float("inf")).min(-1).values)
     effective = effective_token_count(weights)
-    log("weights/effective_tokens", effective)
-    log("weights/effective_fraction", effective / response.sum(-1).clamp(min=1))
+    rows = {
+        "weights/max": weights.max(-1).values,
+        "weights/min": weights.masked_fill(~response, float("inf")).min(-1).values,
+        "weights/effective_tokens": effective,
+        "weights/effective_fraction": effective / response.sum(-1).clamp(min=1),
+    }
+    for name, value in rows.items():  # (2B,) rows as (B, 2): pairs first, as the metric gathering expects
+        log(name, value.view(2, -1).T)
