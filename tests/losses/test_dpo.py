@@ -110,3 +110,29 @@ def test_per_token_logps_into_dpo_match_dpo_log_ratios():
     )
     got = weighted_logratio(per_token_logps(pol, ids), per_token_logps(ref, ids), mask.float())
     assert_close(got, expected.reshape(1))
+
+
+def test_the_kl_term_owns_the_tdpo2_stop_gradient():
+    """α (SeqKL_l − SeqKL_w) with α = .5, SeqKL_w = 2, SeqKL_l = 3 → .5; TDPO2 sends no gradient to the chosen side,
+    TDPO1 sends −α and +α; 'none' is 0."""
+    from tidpo.losses import tdpo_kl_term
+
+    for mode, chosen_grad in (("tdpo2", None), ("tdpo1", -0.5)):
+        chosen, rejected = torch.tensor([2.0], requires_grad=True), torch.tensor([3.0], requires_grad=True)
+        term = tdpo_kl_term(chosen, rejected, mode, 0.5)
+        assert_close(term, torch.tensor([0.5]))
+        term.sum().backward()
+        assert_close(rejected.grad, torch.tensor([0.5]))
+        assert chosen.grad is None if chosen_grad is None else torch.equal(chosen.grad, torch.tensor([chosen_grad]))
+    assert tdpo_kl_term(None, None, "none", 0.5).item() == 0.0
+    with pytest.raises(ValueError, match="needs both sequential KLs"):
+        tdpo_kl_term(None, torch.tensor([1.0]), "tdpo2", 0.5)
+
+
+def test_base_loss_with_the_tdpo2_term_by_hand():
+    """Δr = 2 − (−1) = 3, term = .5 (3 − 2) = .5, z = 2.5, β = .1: L = −log σ(.25) = log(1 + e^−.25) ≈ .57593."""
+    from tidpo.losses import ti_dpo_base_loss
+
+    loss = ti_dpo_base_loss(torch.tensor([2.0]), torch.tensor([-1.0]), 0.1, torch.tensor([2.0]),
+                            torch.tensor([3.0]), "tdpo2", 0.5)  # fmt: skip
+    assert_close(loss, torch.tensor([0.57593]), atol=1e-5, rtol=0)

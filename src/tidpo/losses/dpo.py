@@ -54,19 +54,17 @@ def preference_loss(
         chosen_logratio: ``(B,)`` ``Σ_t w^w_t ρ_t(y_w)``.
         rejected_logratio: ``(B,)`` ``Σ_t w^l_t ρ_t(y_l)``.
         beta: ``β``.
-        chosen_kl: ``(B,)`` ``SeqKL(x, y_w)``; pass it detached for TDPO2.
+        chosen_kl: ``(B,)`` ``SeqKL(x, y_w)``, used as given (pass it detached for TDPO2, or use
+            :func:`ti_dpo_base_loss`, which applies the stop-gradient of ``kl_mode``).
         rejected_kl: ``(B,)`` ``SeqKL(x, y_l)``.
         kl_weight: ``α`` (0 = no KL term; then the KL tensors may be omitted).
 
     Returns:
         ``(B,)`` losses.
     """
-    delta_r = chosen_logratio - rejected_logratio  # Eq. (11): Δr
-    if kl_weight != 0.0:
-        if chosen_kl is None or rejected_kl is None:
-            raise ValueError("kl_weight != 0 needs chosen_kl and rejected_kl")
-        delta_r = delta_r - kl_weight * (rejected_kl - chosen_kl)  # SPEC §3: z
-    return -F.logsigmoid(beta * delta_r)  # Eq. (12)
+    if kl_weight != 0.0 and (chosen_kl is None or rejected_kl is None):
+        raise ValueError("kl_weight != 0 needs chosen_kl and rejected_kl")
+    return ti_dpo_base_loss(chosen_logratio, rejected_logratio, beta, chosen_kl, rejected_kl, "tdpo1", kl_weight)
 
 
 def tdpo_kl_term(
