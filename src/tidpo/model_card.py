@@ -16,7 +16,7 @@ import tidpo
 # Built-in model names and the Hub repositories their weights come from (for ``base_model``).
 BUILTIN_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 TAGS = ["tidpo", "ti-dpo", "dpo"]
-# (config field, label) of the method settings (SPEC §5).
+# (config field, label) of the method settings (docs/method.md §5).
 METHOD_FIELDS = (
     ("preset", "preset"),
     ("baseline", "baseline"),

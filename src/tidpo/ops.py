@@ -2,7 +2,7 @@
 
 Convention used everywhere in tidpo: per-token quantities live in the *token frame*, shape ``(B, L)`` aligned with
 ``input_ids``: entry ``[b, i]`` belongs to token ``i`` (e.g. ``log π(x_i | x_<i)``), so it lines up with
-``completion_mask`` and with the token's own input-embedding attribution (SPEC §1, "Alignment"). Entry 0 of
+``completion_mask`` and with the token's own input-embedding attribution (docs/method.md §1, "Alignment"). Entry 0 of
 every row predicts nothing and is 0.
 """
 
@@ -36,7 +36,8 @@ def per_token_logps(logits: Tensor, input_ids: Tensor) -> Tensor:
 
 
 def per_token_kl(ref_logits: Tensor, policy_logits: Tensor) -> Tensor:
-    """Full-vocabulary ``KL(π_ref(·|x, u_<t) ‖ π_θ(·|x, u_<t))`` at every position, in the token frame (SPEC §3).
+    """Full-vocabulary ``KL(π_ref(·|x, u_<t) ‖ π_θ(·|x, u_<t))`` at every position, in the token frame
+    (docs/method.md §3).
 
     Args:
         ref_logits: ``(B, L, V)`` reference logits (no gradient expected).

@@ -59,6 +59,13 @@ def test_bad_option_value(capsys, tmp_path, tiny_assets):
     assert "importance_mix must be in [0, 1], got 2.0" in message
 
 
+def test_an_engineering_option_that_cannot_be_served(capsys, tmp_path, tiny_assets):
+    flags = ("--share_prompt", "true", "--gradient_checkpointing")
+    argv = train(tiny_assets.base, tiny_assets.train_file, tmp_path, *flags)
+    message = run_error(capsys, argv)
+    assert "share_prompt=True cannot be served: gradient checkpointing" in message and "share_prompt=False" in message
+
+
 def test_eval_of_a_full_model_needs_ref(capsys, tiny_assets):
     argv = ["eval", "--model", str(tiny_assets.base), "--dataset", str(tiny_assets.eval_file)]
     assert "pass --ref" in run_error(capsys, argv)

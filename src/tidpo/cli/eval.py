@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from tidpo.cli.common import CLIError, is_adapter_folder, load_causal_lm, load_dataset_arg, resolve_model_path
+from tidpo.losses.dpo import KL_MODES
 
 # (metric key without "eval_", label on screen)
 TABLE = (
@@ -51,9 +52,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="preference pairs: a file, a folder or 'demo'")
     parser.add_argument("--split", default="test", help="split of --dataset (default: test)")
     parser.add_argument("--beta", type=float, default=0.1, help="β that scales the rewards (default: 0.1)")
-    parser.add_argument(
-        "--kl_mode", default="tdpo2", choices=("tdpo2", "tdpo1", "none"), help="KL term of the loss (default: tdpo2)"
-    )
+    parser.add_argument("--kl_mode", default="tdpo2", choices=KL_MODES, help="KL term of the loss (default: tdpo2)")
     parser.add_argument("--batch_size", type=int, default=8, help="pairs per batch (default: 8)")
     parser.add_argument("--max_pairs", type=int, help="evaluate only the first N pairs")
     parser.add_argument("--max_length", type=int, default=1024, help="most tokens of prompt + response (1024)")

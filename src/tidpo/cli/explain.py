@@ -10,9 +10,10 @@ import argparse
 from pathlib import Path
 
 from tidpo.cli.common import CLIError
+from tidpo.importance.weights import SPANS
 
-# The paper preset's values (SPEC §5); tests/cli/test_explain.py checks them against TIDPOConfig's PRESETS, which is
-# not imported here so that `tidpo explain --help` stays fast.
+# The paper preset's values (docs/method.md §5); tests/cli/test_explain.py checks them against TIDPOConfig's
+# PRESETS, which is not imported here so that `tidpo explain --help` stays fast.
 DEFAULT_MIX = 0.7
 DEFAULT_SIGMA_DIV = 4.0
 DEFAULT_SPAN = "response"
@@ -39,7 +40,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--weight_span",
-        choices=("response", "sequence"),
+        choices=SPANS,
         default=DEFAULT_SPAN,
         help="span the components are normalised over (default: %(default)s)",
     )

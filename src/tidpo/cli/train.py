@@ -307,6 +307,7 @@ def build_trainer(run: TrainRun):
     """Load the data (checked first), the model and the trainer; returns ``(trainer, train_pairs, eval_pairs)``."""
     from tidpo.data import PreferenceDataError
     from tidpo.training.reference import is_peft_model
+    from tidpo.training.routes import RouteError
     from tidpo.training.trainer import TIDPOTrainer
 
     script = run.script
@@ -329,8 +330,9 @@ def build_trainer(run: TrainRun):
             processing_class=tokenizer,
             peft_config=run.lora.to_peft(),
         )
-    except PreferenceDataError as err:
+    except (PreferenceDataError, RouteError) as err:
         raise CLIError(str(err)) from err
+    print(f"routes: {trainer.routes}", file=sys.stderr)
     if len(trainer.train_dataset) == 0:
         raise CLIError(
             f"every training pair was dropped: the prompts fill --max_length {run.config.max_length}; raise it"

@@ -3,7 +3,7 @@
 ``input_ids``, ``attention_mask`` and ``completion_mask`` are exactly what TRL 1.16's ``DataCollatorForPreference``
 returns with ``truncation_mode="keep_start"``: ``(2B, L)``, the B chosen rows (prompt + chosen) first, then the B
 rejected rows (prompt + rejected), right padded. ``prompt_input_ids`` / ``prompt_attention_mask`` are ``(B, P)``
-and left padded, so that ``generate`` continues every prompt from its last column (SPEC §4, the anchor).
+and left padded, so that ``generate`` continues every prompt from its last column (docs/method.md §4, the anchor).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Deviation: for conversational rows it is their shared leading *messages*, as in 
 tokenised as an explicit prompt; a common token prefix would move words that both assistant replies start with
 into the prompt, where they get no token weight and where the anchor sampler would be forced to continue them.
 
-Every completion ends with one ``eos_token_id``: SPEC §1 reads the attribution target at the response's EOS.
+Every completion ends with one ``eos_token_id``: docs/method.md §1 reads the attribution target at the response's EOS.
 Deviation from TRL, which appends the EOS *string* to standard text and keeps a conversational completion as the
 template renders it (often ``<|im_end|>\\n``): the whitespace a template writes after the final EOS is cut, so the
 last response token is the EOS in both formats.

@@ -1,4 +1,4 @@
-"""Token-weighted DPO (arXiv 2505.19653v3, Eqs. 9–12) with the TDPO sequential-KL term (SPEC §3).
+"""Token-weighted DPO (arXiv 2505.19653v3, Eqs. 9–12) with the TDPO sequential-KL term (docs/method.md §3).
 
 ``Δr = Σ_t w^w_t ρ_t(y_w) − Σ_t w^l_t ρ_t(y_l)`` with ``ρ_t = log π_θ − log π_ref`` per response token;
 ``z = Δr − α · (SeqKL(x, y_l) − SeqKL(x, y_w))`` and ``L = −log σ(β z)``.
@@ -70,7 +70,7 @@ def preference_loss(
 def tdpo_kl_term(
     chosen_seq_kl: Tensor | None, rejected_seq_kl: Tensor | None, kl_mode: str, kl_weight: float
 ) -> Tensor:
-    """``α · (SeqKL(x, y_l) − SeqKL(x, y_w))`` per pair, the amount subtracted from ``Δr`` (SPEC §3).
+    """``α · (SeqKL(x, y_l) − SeqKL(x, y_w))`` per pair, the amount subtracted from ``Δr`` (docs/method.md §3).
 
     ``kl_mode="tdpo2"``: ``α = kl_weight`` and ``sg[SeqKL(x, y_w)]`` (no gradient through the chosen side);
     ``"tdpo1"``: ``α = kl_weight`` (1 in TDPO1), both sides differentiable; ``"none"``: 0 (the SeqKLs may be None).
@@ -102,11 +102,11 @@ def ti_dpo_base_loss(
     kl_mode: str = "tdpo2",
     kl_weight: float = 0.5,
 ) -> Tensor:
-    """``L_base = −log σ(β · (Δr − KL term))`` per pair: Eq. 12 with the KL term of ``kl_mode`` (SPEC §3).
+    """``L_base = −log σ(β · (Δr − KL term))`` per pair: Eq. 12 with the KL term of ``kl_mode`` (docs/method.md §3).
 
     Returns:
         ``(B,)`` losses.
     """
     delta_r = chosen_logratio - rejected_logratio  # Eq. (11): Δr
-    z = delta_r - tdpo_kl_term(chosen_seq_kl, rejected_seq_kl, kl_mode, kl_weight).to(delta_r)  # SPEC §3: z
+    z = delta_r - tdpo_kl_term(chosen_seq_kl, rejected_seq_kl, kl_mode, kl_weight).to(delta_r)  # docs/method.md §3: z
     return -F.logsigmoid(beta * z)  # Eq. (12)

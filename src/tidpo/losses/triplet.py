@@ -4,7 +4,7 @@
 ``b = ρ(chosen)``, ``c = ρ(rejected)`` compared position by position (index-aligned from the first response
 token) over the tokens both sequences of each distance have. No length normalisation, no token weights.
 Deviation: the paper gives no margin value and no rule for unequal lengths; the overlap rule and the default
-margin follow SPEC §4.
+margin follow docs/method.md §4.
 """
 
 from __future__ import annotations

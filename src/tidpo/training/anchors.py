@@ -1,4 +1,4 @@
-"""Anchors for the triplet loss (SPEC §4, Eq. 13): sampling, scoring, and the deferred anchor backward.
+"""Anchors for the triplet loss (docs/method.md §4, Eq. 13): sampling, scoring, and the deferred anchor backward.
 
 One anchor per prompt is sampled from the current policy every step (top-k, top-p, temperature; no gradient
 through sampling). Prompts arrive left padded (``prompt_input_ids``/``prompt_attention_mask``) so that one batched,

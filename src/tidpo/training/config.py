@@ -1,4 +1,4 @@
-"""``TIDPOConfig``: the training arguments of TI-DPO (SPEC §5) on top of ``transformers.TrainingArguments``.
+"""``TIDPOConfig``: the training arguments of TI-DPO (docs/method.md §5) on top of ``transformers.TrainingArguments``.
 
 Fields left at ``None`` are filled from the preset (``paper``, the default, or ``official``, the authors' code)
 and then from ``baseline`` (DPO/TDPO1/TDPO2 in the same trainer by configuration alone). A value set explicitly
@@ -14,7 +14,7 @@ from transformers import TrainingArguments
 from tidpo.importance.weights import ESTIMATORS, NORMS, SPANS, needs_attribution
 from tidpo.losses.dpo import KL_MODES
 
-# SPEC §5 table. Deviation: "triplet_margin" 0.1 in the paper preset is SPEC's choice (the paper gives none).
+# docs/method.md §5 table. Deviation: "triplet_margin" 0.1 in the paper preset is tidpo's choice (the paper gives none).
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {
         "beta": 0.1,
@@ -39,7 +39,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "weight_span": "sequence",
     },
 }
-# SPEC §5 "Baselines in the same trainer, by configuration alone".
+# docs/method.md §5 "Baselines in the same trainer, by configuration alone".
 BASELINES: dict[str, dict[str, object]] = {
     "dpo": {"importance": "uniform", "kl_mode": "none", "triplet_weight": 0.0},
     "tdpo1": {"importance": "uniform", "kl_mode": "tdpo1", "triplet_weight": 0.0},
@@ -63,9 +63,11 @@ def _help(text: str, **extra) -> dict:
 
 @dataclass
 class TIDPOConfig(TrainingArguments):
-    """Training arguments for :class:`~tidpo.TIDPOTrainer` (SPEC §5 names and defaults)."""
+    """Training arguments for :class:`~tidpo.TIDPOTrainer` (docs/method.md §5 names and defaults)."""
 
-    preset: str = field(default="paper", metadata=_help("Defaults for unset fields: 'paper' (SPEC §5) or 'official'."))
+    preset: str = field(
+        default="paper", metadata=_help("Defaults for unset fields: 'paper' (docs/method.md §5) or 'official'.")
+    )
     baseline: str | None = field(
         default=None,
         metadata=_help("Run a baseline in this trainer: 'dpo', 'tdpo1' or 'tdpo2' (uniform weights, γ = 0)."),
@@ -73,7 +75,9 @@ class TIDPOConfig(TrainingArguments):
     beta: float | None = field(default=None, metadata=_help("β of Eq. 12 (paper 0.1, official 0.2)."))
     kl_mode: str | None = field(
         default=None,
-        metadata=_help("Sequential-KL term (SPEC §3): 'tdpo2' (default), 'tdpo1' (α = 1, no stop-gradient), 'none'."),
+        metadata=_help(
+            "Sequential-KL term (docs/method.md §3): 'tdpo2' (default), 'tdpo1' (α = 1, no stop-gradient), 'none'."
+        ),
     )
     kl_weight: float | None = field(default=None, metadata=_help("α, the TDPO KL weight (0.5; 1 for tdpo1)."))
     triplet_weight: float | None = field(
@@ -154,7 +158,9 @@ class TIDPOConfig(TrainingArguments):
             "only their own tokens), else deferred. Same gradients."
         ),
     )
-    anchor_max_new_tokens: int = field(default=64, metadata=_help("Anchor sampling: most new tokens (SPEC §4)."))
+    anchor_max_new_tokens: int = field(
+        default=64, metadata=_help("Anchor sampling: most new tokens (docs/method.md §4).")
+    )
     anchor_temperature: float = field(default=0.8, metadata=_help("Anchor sampling temperature."))
     anchor_top_k: int = field(default=50, metadata=_help("Anchor sampling top-k."))
     anchor_top_p: float = field(default=0.95, metadata=_help("Anchor sampling top-p."))

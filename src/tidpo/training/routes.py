@@ -53,6 +53,10 @@ class Routes:
         return line + (f" (fell back: {'; '.join(self.fallbacks)})" if self.fallbacks else "")
 
 
+class RouteError(ValueError):
+    """An engineering option the user set cannot be served by these models and settings."""
+
+
 class _Resolution:
     """Collects the fallbacks of defaults; raises for explicit options that cannot be served."""
 
@@ -64,7 +68,7 @@ class _Resolution:
         if problem is None:
             return True
         if explicit:
-            raise ValueError(f"{option}=True cannot be served: {problem}; {fix}")
+            raise RouteError(f"{option}=True cannot be served: {problem}; {fix}")
         self.fallbacks.append(f"{option}: {problem}")
         return False
 
@@ -98,7 +102,7 @@ def resolve_routes(args, models: dict[str, nn.Module], collator_problem: Callabl
         for name, model in models.items():
             problem = packing_problem(model)
             if problem is not None:
-                raise ValueError(f"padding_free: the {name} cannot run packed rows: {problem}")
+                raise RouteError(f"padding_free: the {name} cannot run packed rows: {problem}")
         layout = "packed rows"
     elif args.share_prompt is not False:
         checks = [

@@ -113,6 +113,8 @@ class TIDPOTrainer(Trainer):
         if self.args.share_prompt is not True:
             return f"the data collator is a {kind}, not tidpo's PreferenceCollator"
         dataset = self.train_dataset if self.train_dataset is not None else self.eval_dataset
+        if dataset is None or isinstance(dataset, dict):
+            return None  # nothing to probe: each batch is checked as it comes
         rows = [dataset[i] for i in range(min(self.args.per_device_train_batch_size, len(dataset)))]
         if PromptSharing.from_batch(self.data_collator(rows)) is None:
             return f"the data collator ({kind}) gives batches that are not prompt + response rows"
@@ -245,7 +247,7 @@ def _models(model, ref_model, args: TIDPOConfig, tokenizer, peft_config):
 
 
 def _anchor_generation_config(args: TIDPOConfig, tokenizer) -> GenerationConfig:
-    """Anchor sampling (SPEC §4): top-k, top-p, temperature, at most ``anchor_max_new_tokens``, KV-cached."""
+    """Anchor sampling (docs/method.md §4): top-k, top-p, temperature, at most ``anchor_max_new_tokens``, KV-cached."""
     return GenerationConfig(
         do_sample=True,
         max_new_tokens=args.anchor_max_new_tokens,
