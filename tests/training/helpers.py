@@ -90,6 +90,8 @@ def qwen2_model(tokenizer, seed: int = 0) -> Qwen2ForCausalLM:
     return Qwen2ForCausalLM(config)
 
 
+BUILDERS = {"llama": make_model, "qwen2-tied": qwen2_model}  # tiny models with and without biases and tying
+
 STEP_METRICS = (
     "loss", "rewards/chosen", "rewards/margins", "logps/rejected", "kl/rejected", "triplet/loss", "weights/max",
 )  # fmt: skip

@@ -10,12 +10,12 @@ import torch
 
 from tests.tiny import make_model
 from tests.training.helpers import (
+    BUILDERS,
     assert_same_step,
     collated_batch,
     config,
     make_trainer,
     one_sgd_step,
-    qwen2_model,
     varied_pairs,
 )
 from tidpo import TIDPOConfig, TIDPOTrainer
@@ -24,8 +24,6 @@ from tidpo.training.head import ChunkedHead
 from tidpo.training.layouts import PackedRows as PackedLayout
 from tidpo.training.layouts import PaddedRows
 from tidpo.training.packing import PackedRows, packing_problem
-
-BUILDERS = {"llama": make_model, "qwen2-tied": qwen2_model}
 
 
 def test_the_layout_by_hand():

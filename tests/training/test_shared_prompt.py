@@ -12,12 +12,12 @@ import torch
 
 from tests.tiny import make_model
 from tests.training.helpers import (
+    BUILDERS,
     assert_same_step,
     collated_batch,
     config,
     make_trainer,
     one_sgd_step,
-    qwen2_model,
     sentiment_pairs,
 )
 from tidpo import TIDPOTrainer
@@ -26,8 +26,6 @@ from tidpo.importance.attribution import embedding_attributions
 from tidpo.training.head import ChunkedHead
 from tidpo.training.layouts import PaddedRows
 from tidpo.training.prompt_cache import PromptSharing, forward_shared_prompt, shared_prompt_attributions
-
-BUILDERS = {"llama": make_model, "qwen2-tied": qwen2_model}
 
 
 def test_the_batch_splits_into_prompts_and_responses(tokenizer):
