@@ -95,3 +95,10 @@ def test_every_route_combination_equals_the_naive_route(runs, routes):
         assert log[key] == pytest.approx(naive_log[key], abs=1e-5), key
     for name, value in params.items():
         torch.testing.assert_close(value, naive_params[name], atol=1e-5, rtol=0, msg=name)
+
+
+def test_a_routes_record_names_only_known_routes():
+    from tidpo.training.routes import Routes
+
+    with pytest.raises(ValueError, match="Routes.layout='packed' is not one of"):
+        Routes("chunked", "packed", "fused", "live", "joint")

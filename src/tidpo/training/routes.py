@@ -45,6 +45,13 @@ class Routes:
     anchor_backward: str
     fallbacks: tuple[str, ...] = ()
 
+    def __post_init__(self):
+        allowed = {"head": HEADS, "layout": LAYOUTS, "attribution": ATTRIBUTIONS, "reference": REFERENCES,
+                   "anchor_backward": ANCHOR_BACKWARDS}  # fmt: skip
+        for name, values in allowed.items():
+            if getattr(self, name) not in values:
+                raise ValueError(f"Routes.{name}={getattr(self, name)!r} is not one of {values}")
+
     def __str__(self) -> str:
         line = (
             f"head={self.head}, layout={self.layout}, attribution={self.attribution}, reference={self.reference}, "

@@ -248,13 +248,6 @@ def _models(model, ref_model, args: TIDPOConfig, tokenizer, peft_config):
 
 def _anchor_generation_config(args: TIDPOConfig, tokenizer) -> GenerationConfig:
     """Anchor sampling (docs/method.md §4): top-k, top-p, temperature, at most ``anchor_max_new_tokens``, KV-cached."""
-    return GenerationConfig(
-        do_sample=True,
-        max_new_tokens=args.anchor_max_new_tokens,
-        temperature=args.anchor_temperature,
-        top_k=args.anchor_top_k,
-        top_p=args.anchor_top_p,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        use_cache=True,
-    )
+    sampling = {key: getattr(args, f"anchor_{key}") for key in ("temperature", "top_k", "top_p", "max_new_tokens")}
+    ids = {"eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    return GenerationConfig(do_sample=True, use_cache=True, **sampling, **ids)
