@@ -21,6 +21,16 @@ def test_config_flag_reaches_the_config():
     assert run.config.save_strategy == "no"  # the command line's default
 
 
+@pytest.mark.parametrize("importance", ["columns", "columns_raw"])
+def test_weight_column_estimators_are_accepted(importance):
+    run = parse_train_args([*REQUIRED, "--importance", importance])
+    assert (run.config.importance, run.config.needs_weight_columns, run.config.needs_attribution) == (
+        importance,
+        True,
+        False,
+    )
+
+
 def test_lora_flags_build_a_lora_config():
     run = parse_train_args([*REQUIRED, "--use_lora", "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", "0"])
     peft = run.lora.to_peft()

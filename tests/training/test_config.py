@@ -60,7 +60,18 @@ def test_bad_values_fail_with_the_option_and_value(kwargs, message):
 
 @pytest.mark.parametrize(
     ("importance", "mix", "expected"),
-    [("hybrid", 0.7, True), ("hybrid", 0.0, False), ("prior", 0.7, False), ("gradient", 0.0, True)],
-)
+    [("hybrid", 0.7, True), ("hybrid", 0.0, False), ("prior", 0.7, False), ("gradient", 0.0, True),
+     ("columns", 1.0, False), ("columns_raw", 0.7, False)],
+)  # fmt: skip
 def test_needs_attribution(importance, mix, expected):
     assert _config(importance=importance, importance_mix=mix).needs_attribution is expected
+
+
+@pytest.mark.parametrize(
+    ("importance", "mix", "columns", "zero_rows"),
+    [("columns", 0.7, True, True), ("columns", 1.0, True, False), ("columns_raw", 0.7, True, False),
+     ("hybrid", 0.7, False, False)],
+)  # fmt: skip
+def test_weight_columns_and_when_all_zero_rows_are_allowed(importance, mix, columns, zero_rows):
+    c = _config(importance=importance, importance_mix=mix)
+    assert (c.needs_weight_columns, c.allows_zero_weight_rows) == (columns, zero_rows)

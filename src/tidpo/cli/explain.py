@@ -45,6 +45,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="span the components are normalised over (default: %(default)s)",
     )
     parser.add_argument(
+        "--attribution_target",
+        choices=("max_logit", "response_logp"),
+        default="max_logit",
+        help="what the attribution differentiates: Eq. 5's largest EOS logit or the response's log-prob "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--max_length", type=int, default=512, help="prompt + response tokens kept per row (default: %(default)s)"
     )
     parser.add_argument("--batch_size", type=int, default=2, help="pairs per forward pass (default: %(default)s)")
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             max_length=args.max_length,
             batch_size=args.batch_size,
             name=args.split,
+            target=args.attribution_target,
         )
     except PreferenceDataError as err:
         raise CLIError(str(err)) from err

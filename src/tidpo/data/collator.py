@@ -4,6 +4,9 @@
 returns with ``truncation_mode="keep_start"``: ``(2B, L)``, the B chosen rows (prompt + chosen) first, then the B
 rejected rows (prompt + rejected), right padded. ``prompt_input_ids`` / ``prompt_attention_mask`` are ``(B, P)``
 and left padded, so that ``generate`` continues every prompt from its last column (docs/method.md §4, the anchor).
+Per-token weights from the data (``chosen_token_weights`` / ``rejected_token_weights``, one per response id, see
+:mod:`tidpo.data.token_weights`) become ``token_weights``, ``(2B, L)`` float32 in the same frame as
+``completion_mask``: truncated with their tokens, 0 on the prompt and the padding.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from tidpo.data.token_weights import TOKEN_WEIGHT_COLUMNS
 
 REF_LOGP_KEYS = ("ref_chosen_logps", "ref_rejected_logps")
 REF_TOKEN_KEYS = ("ref_chosen_token_logps", "ref_rejected_token_logps")  # per response token, from the cache
@@ -46,29 +51,37 @@ class PreferenceCollator:
 
         Args:
             examples: B tokenised pairs (lists of ints); ``ref_chosen_logps`` / ``ref_rejected_logps`` floats are
-                passed through when the first example has them.
+                passed through when the first example has them; ``chosen_token_weights`` /
+                ``rejected_token_weights`` (one float per response id) are padded when the first example has them.
 
         Returns:
             ``input_ids``, ``attention_mask``, ``completion_mask`` (long, ``(2B, L)``), ``prompt_input_ids``,
-            ``prompt_attention_mask`` (long, ``(B, P)``), and the ref logps (float32, ``(B,)``) when given.
+            ``prompt_attention_mask`` (long, ``(B, P)``), the ref logps (float32, ``(B,)``) when given, and
+            ``token_weights`` (float32, ``(2B, L)``, 0 off the kept response tokens) when given.
 
         Raises:
-            ValueError: no examples, an empty prompt, or a row that keeps no completion token after truncation.
+            ValueError: no examples, an empty prompt, a row that keeps no completion token after truncation, or
+                token weights whose count is not the response's.
         """
         if not examples:
             raise ValueError("PreferenceCollator: got an empty list of examples")
         prompts = [list(example["prompt_ids"]) for example in examples]
         if any(not prompt for prompt in prompts):
             raise ValueError("PreferenceCollator: an example has empty prompt_ids; the anchor sampler needs a prompt")
-        rows, completion_masks = [], []
-        for key in ("chosen_ids", "rejected_ids"):  # all chosen rows first, then all rejected rows (TRL's order)
-            for prompt, example in zip(prompts, examples, strict=True):
+        weighted = all(key in examples[0] for key in TOKEN_WEIGHT_COLUMNS)
+        rows, completion_masks, weights = [], [], []
+        # all chosen rows first, then all rejected rows (TRL's order)
+        for key, weight_key in zip(("chosen_ids", "rejected_ids"), TOKEN_WEIGHT_COLUMNS, strict=True):
+            for index, (prompt, example) in enumerate(zip(prompts, examples, strict=True)):
                 completion = list(example[key])
                 rows.append(prompt + completion)
                 completion_masks.append([0] * len(prompt) + [1] * len(completion))
+                if weighted:
+                    weights.append([0.0] * len(prompt) + self._token_weights(example, weight_key, completion, index))
         if self.max_length is not None:
             rows = [row[: self.max_length] for row in rows]
             completion_masks = [mask[: self.max_length] for mask in completion_masks]
+            weights = [row[: self.max_length] for row in weights]
         # Every row keeps a completion token, so every prompt survives truncation whole.
         self._check_completions_survive(completion_masks)
         batch = {
@@ -83,7 +96,20 @@ class PreferenceCollator:
                 batch[key] = torch.tensor([float(example[key]) for example in examples], dtype=torch.float32)
         if all(key in examples[0] for key in REF_TOKEN_KEYS):
             batch["ref_token_logps"] = self._ref_token_frame(examples, batch["completion_mask"])
+        if weighted:
+            batch["token_weights"] = self._pad(weights, 0.0, left=False, dtype=torch.float32)
         return batch
+
+    @staticmethod
+    def _token_weights(example: Mapping[str, Any], key: str, completion: list[int], index: int) -> list[float]:
+        values = example[key]
+        if values is None or len(values) != len(completion):
+            found = "no" if values is None else len(values)
+            raise ValueError(
+                f"PreferenceCollator: pair {index} of the batch has {found} {key} values for its {len(completion)} "
+                "response tokens; add them with tidpo.data.tokenize_preference_dataset(..., weight_columns=True)"
+            )
+        return [float(value) for value in values]
 
     @staticmethod
     def _ref_token_frame(examples: Sequence[Mapping[str, Any]], completion_mask: Tensor) -> Tensor:
@@ -110,14 +136,16 @@ class PreferenceCollator:
                 "tokenize_preference_dataset(..., max_length=max_length)"
             )
 
-    def _pad(self, sequences: list[list[int]], value: int, left: bool) -> Tensor:
-        """``(N, T)`` long tensor, ``T`` the longest length rounded up to ``pad_to_multiple_of``."""
+    def _pad(
+        self, sequences: list[list[int]] | list[list[float]], value: float, left: bool, dtype: torch.dtype = torch.long
+    ) -> Tensor:
+        """``(N, T)`` tensor of ``dtype``, ``T`` the longest length rounded up to ``pad_to_multiple_of``."""
         length = max(len(sequence) for sequence in sequences)
         if self.pad_to_multiple_of is not None:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        out = torch.full((len(sequences), length), value, dtype=torch.long)
+        out = torch.full((len(sequences), length), value, dtype=dtype)
         for i, sequence in enumerate(sequences):
             if sequence:
                 start = length - len(sequence) if left else 0
-                out[i, start : start + len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+                out[i, start : start + len(sequence)] = torch.tensor(sequence, dtype=dtype)
         return out

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict
 from datasets.table import InMemoryTable
@@ -116,7 +117,38 @@ def _dataset_from_records(records: _Records, source: str) -> Dataset:
     """Checks rows read from a file, then builds the ``Dataset`` (columns: the union of the rows' keys)."""
     _validate_rows(zip(records.labels, records.rows, strict=True), source)
     columns = dict.fromkeys(key for row in records.rows for key in row)
-    return Dataset.from_dict({column: [row.get(column) for row in records.rows] for column in columns})
+    data = {column: [row.get(column) for row in records.rows] for column in columns}
+    try:
+        return Dataset.from_dict(data)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise _mixed_column_error(data, records.labels, source, err) from err
+
+
+def _mixed_column_error(data: dict[str, list], labels: list[str], source: str, err: Exception) -> PreferenceDataError:
+    """Names the column, and the first row, whose values Arrow cannot put in one typed column."""
+    for column, values in data.items():
+        if _arrow_problem(values) is None:
+            continue
+        low, high = 0, len(values) - 1  # the shortest failing prefix ends at the first row that breaks the type
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if _arrow_problem(values[: middle + 1]) else (middle + 1, high)
+        value = values[low]
+        found = f"{type(value).__name__} {value!r:.60}"
+        return PreferenceDataError(
+            f"{source}, {labels[low]}, field {column!r}: its value ({found}) does not share one type with the rows "
+            f"before it ({_arrow_problem(values[: low + 1])})"
+        )
+    return PreferenceDataError(f"{source}: the rows cannot be stored as a dataset: {err}")
+
+
+def _arrow_problem(values: list) -> str | None:
+    """Why Arrow cannot store ``values`` as one column, or None."""
+    try:
+        pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        return str(err)
+    return None
 
 
 def _load_arrow_source(path: Path, split: str) -> tuple[Dataset, str]:

@@ -22,6 +22,11 @@ Every completion ends with one ``eos_token_id``: docs/method.md §1 reads the at
 Deviation from TRL, which appends the EOS *string* to standard text and keeps a conversational completion as the
 template renders it (often ``<|im_end|>\\n``): the whitespace a template writes after the final EOS is cut, so the
 last response token is the EOS in both formats.
+
+Per-token weights from the data (``chosen_weights`` / ``rejected_weights``, for ``importance="columns"`` and
+``"columns_raw"``): with ``weight_columns=True`` they are checked against the tokenised responses (one number per
+response token without the final EOS) and stored aligned with the ids; the rule is in
+:mod:`tidpo.data.token_weights`.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from datasets import Dataset
 
 from tidpo.data.errors import PreferenceDataError
+from tidpo.data.token_weights import add_token_weight_columns, check_weight_columns_present
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -145,7 +151,13 @@ def tokenize_preference_row(
 
 
 def tokenize_preference_dataset(
-    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int | None = None, name: str = "train"
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int | None = None,
+    name: str = "train",
+    *,
+    weight_columns: bool = False,
+    allow_zero_weights: bool = False,
 ) -> Dataset:
     """Adds ``prompt_ids``, ``chosen_ids`` and ``rejected_ids`` to every row of a checked preference dataset.
 
@@ -154,16 +166,25 @@ def tokenize_preference_dataset(
         tokenizer: a tokenizer with an ``eos_token_id`` (and a chat template, for conversational rows).
         max_length: pairs whose prompt alone has ``>= max_length`` tokens are dropped; None keeps every pair.
         name: the dataset's name in messages.
+        weight_columns, allow_zero_weights: as in :func:`tokenize_preference_dataset_with_report`.
 
     Returns:
         The tokenised dataset. :func:`tokenize_preference_dataset_with_report` also returns the counts that this
         function only logs.
     """
-    return tokenize_preference_dataset_with_report(dataset, tokenizer, max_length, name)[0]
+    return tokenize_preference_dataset_with_report(
+        dataset, tokenizer, max_length, name, weight_columns=weight_columns, allow_zero_weights=allow_zero_weights
+    )[0]
 
 
 def tokenize_preference_dataset_with_report(
-    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int | None = None, name: str = "train"
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int | None = None,
+    name: str = "train",
+    *,
+    weight_columns: bool = False,
+    allow_zero_weights: bool = False,
 ) -> tuple[Dataset, TokenizationReport]:
     """Tokenises a checked preference dataset (see :func:`tidpo.data.load_preference_data`).
 
@@ -176,17 +197,23 @@ def tokenize_preference_dataset_with_report(
         max_length: pairs whose prompt alone has ``>= max_length`` tokens are dropped (with keep-start truncation
             they would keep no completion token); None keeps every pair.
         name: the dataset's name in messages.
+        weight_columns: also check the ``chosen_weights`` / ``rejected_weights`` columns against the tokenised
+            responses and add them aligned with the ids (``chosen_token_weights``, ``rejected_token_weights``; the
+            rule: :mod:`tidpo.data.token_weights`). False: those columns, if any, are kept untouched and unchecked.
+        allow_zero_weights: allow rows whose weights are all 0 on the tokens that survive ``max_length``.
 
     Returns:
-        The dataset with the three id columns added, and the report.
+        The dataset with the three id columns added (and the two token-weight columns), and the report.
 
     Raises:
-        PreferenceDataError: a row cannot be tokenised (the message names it).
+        PreferenceDataError: a row cannot be tokenised, or breaks the weight-column rule (the message names it).
         ValueError: ``max_length`` is not positive, or the tokenizer has no EOS.
     """
     _check_eos(tokenizer)
     if max_length is not None and max_length < 1:
         raise ValueError(f"max_length must be a positive number of tokens or None, got {max_length}")
+    if weight_columns:
+        check_weight_columns_present(dataset.column_names, name)  # before the (slow) tokenisation
     tokenized = dataset.map(
         _tokenize_example,
         with_indices=True,
@@ -195,6 +222,10 @@ def tokenize_preference_dataset_with_report(
     )
     mismatched = [index for index, cut in enumerate(tokenized[_CUT_COLUMN]) if cut]
     tokenized = tokenized.remove_columns(_CUT_COLUMN)
+    if weight_columns:  # before dropping pairs, so that rows keep their numbers in messages
+        tokenized = add_token_weight_columns(
+            tokenized, tokenizer.eos_token_id, max_length=max_length, allow_all_zero=allow_zero_weights, name=name
+        )
     if mismatched:
         _warn_boundary_mismatches(dataset, tokenizer, name, mismatched)
     kept = tokenized

@@ -20,7 +20,15 @@ import torch
 from torch import Tensor
 
 from tidpo.data import PreferenceCollator, tokenize_preference_dataset
-from tidpo.importance import embedding_attributions, gaussian_prior, hybrid_token_weights, token_weights
+from tidpo.importance import (
+    ATTRIBUTION_TARGETS,
+    embedding_attributions,
+    gaussian_prior,
+    hybrid_token_weights,
+    response_logp_target,
+    target_attributions,
+    token_weights,
+)
 from tidpo.ops import per_token_logps
 
 _ROW_COLUMN = "_tidpo_explain_row"
@@ -130,7 +138,14 @@ class Explanation:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def explain_batch(model, batch: dict[str, Tensor], mix: float = 0.7, sigma_div: float = 4.0, span: str = "response"):
+def explain_batch(
+    model,
+    batch: dict[str, Tensor],
+    mix: float = 0.7,
+    sigma_div: float = 4.0,
+    span: str = "response",
+    target: str = "max_logit",
+):
     """Weights, their components, attributions and log-probs of one collated batch (TRL layout, ``(2B, L)``).
 
     The policy runs once from detached input embeddings in eval mode (its mode is restored afterwards); only
@@ -140,6 +155,7 @@ def explain_batch(model, batch: dict[str, Tensor], mix: float = 0.7, sigma_div: 
         model: a causal LM (or PEFT model) with ``get_input_embeddings``.
         batch: ``input_ids``, ``attention_mask``, ``completion_mask`` from :class:`PreferenceCollator`.
         mix: ``λ``. sigma_div: ``T / σ`` of the prior. span: ``"response"`` or ``"sequence"``.
+        target: the attribution target, ``"max_logit"`` (Eq. 5) or ``"response_logp"``.
 
     Returns:
         :class:`BatchExplanation`, float32 tensors on CPU.
@@ -154,7 +170,13 @@ def explain_batch(model, batch: dict[str, Tensor], mix: float = 0.7, sigma_div: 
         embeds = model.get_input_embeddings()(input_ids).detach().requires_grad_(True)  # (2B, L, D)
         with torch.enable_grad():
             logits = model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).logits
-            attributions = embedding_attributions(logits, embeds, attention_mask, retain_graph=False)
+            if target == "response_logp":
+                scalar = response_logp_target(per_token_logps(logits, input_ids), completion_mask)
+                attributions = target_attributions(scalar, embeds, attention_mask, retain_graph=False)
+            elif target == "max_logit":
+                attributions = embedding_attributions(logits, embeds, attention_mask, retain_graph=False)
+            else:
+                raise ValueError(f"target must be one of {ATTRIBUTION_TARGETS}, got {target!r}")
     finally:
         model.train(was_training)
     logps = per_token_logps(logits.detach(), input_ids)
@@ -214,6 +236,7 @@ def explain_pairs(
     max_length: int | None = 512,
     batch_size: int = 2,
     name: str = "train",
+    target: str = "max_logit",
 ) -> Explanation:
     """Explain the token weights of the first ``n`` pairs of ``dataset`` (pairs whose prompt fills ``max_length``
     are skipped, as training drops them, and later rows take their place).
@@ -227,6 +250,7 @@ def explain_pairs(
         max_length: prompt + response tokens kept per row (keep-start, as the training collator does).
         batch_size: pairs per forward.
         name: the dataset's name in tokenisation messages.
+        target: the attribution target (``attribution_target`` in training).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1 pairs, got {n}")
@@ -238,7 +262,7 @@ def explain_pairs(
     for start in range(0, len(rows), batch_size):
         examples = rows[start : start + batch_size]
         batch = collator(examples)
-        result = explain_batch(model, batch, mix=mix, sigma_div=sigma_div, span=span)
+        result = explain_batch(model, batch, mix=mix, sigma_div=sigma_div, span=span, target=target)
         pairs.extend(_pairs_from_batch(tokenizer, examples, batch, result, span))
     return Explanation(pairs=pairs, mix=mix, sigma_div=sigma_div, span=span, max_length=max_length)
 

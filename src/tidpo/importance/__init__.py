@@ -1,6 +1,13 @@
 """Token importance for TI-DPO (arXiv 2505.19653v3, Eqs. 5–8): gradient attribution, Gaussian prior, hybrid weights."""
 
-from tidpo.importance.attribution import attribution_target, embedding_attributions, separate_attributions
+from tidpo.importance.attribution import (
+    ATTRIBUTION_TARGETS,
+    attribution_target,
+    embedding_attributions,
+    response_logp_target,
+    separate_attributions,
+    target_attributions,
+)
 from tidpo.importance.prior import gaussian_prior
 from tidpo.importance.weights import (
     ESTIMATORS,
@@ -8,10 +15,12 @@ from tidpo.importance.weights import (
     SPANS,
     hybrid_token_weights,
     needs_attribution,
+    needs_weight_columns,
     token_weights,
 )
 
 __all__ = [
+    "ATTRIBUTION_TARGETS",
     "ESTIMATORS",
     "NORMS",
     "SPANS",
@@ -20,6 +29,9 @@ __all__ = [
     "gaussian_prior",
     "hybrid_token_weights",
     "needs_attribution",
+    "needs_weight_columns",
+    "response_logp_target",
     "separate_attributions",
+    "target_attributions",
     "token_weights",
 ]

@@ -7,6 +7,12 @@
 Only ``torch.autograd.grad`` with the embeddings as the sole input is used: it never writes a parameter's
 ``.grad`` (so it is safe in the middle of gradient accumulation) and returns a constant.
 
+Beyond the paper, ``attribution_target="response_logp"`` replaces the target by the log-probability of the
+response's own tokens, ``L_target = Σ_{t ∈ response} log π_θ(x_t | x_<t)`` (:func:`response_logp_target`); Eq. 6
+is unchanged. The paper's target is computed at the EOS position from the EOS's own hidden state, so the EOS
+embedding takes about half of ``ΣI`` on SmolLM2 (docs/results.md); the response log-prob spreads the target
+over every response token.
+
 Two ways to get the graph:
 - :func:`embedding_attributions` (fused): the embeddings and logits of the policy's own training forward; the
   graph is retained for the loss backward that follows.
@@ -21,6 +27,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+ATTRIBUTION_TARGETS = ("max_logit", "response_logp")
 
 
 def last_token_index(attention_mask: Tensor) -> Tensor:
@@ -48,6 +56,22 @@ def attribution_target(logits: Tensor, attention_mask: Tensor) -> Tensor:
     return last_logits.max(-1).values.sum()  # Eq. (5)
 
 
+def response_logp_target(token_logps: Tensor, completion_mask: Tensor) -> Tensor:
+    """``Σ_b Σ_{t ∈ response_b} log π(x_t | x_<t)``: the variant target (rows independent, so one backward).
+
+    Args:
+        token_logps: ``(B, L)`` per-token log-probs with their graph (0 or anything off the response).
+        completion_mask: ``(B, L)`` response tokens.
+    """
+    return (token_logps * completion_mask.to(token_logps.dtype)).sum()
+
+
+def target_attributions(target: Tensor, inputs_embeds: Tensor, attention_mask: Tensor, retain_graph: bool) -> Tensor:
+    """Eq. 6 for any scalar ``target`` built from ``inputs_embeds``: ``‖∂target/∂e_i‖₁`` ``(B, L)``."""
+    (grad,) = torch.autograd.grad(target, inputs_embeds, retain_graph=retain_graph)
+    return gradient_scores(grad, attention_mask)
+
+
 def embedding_attributions(
     logits: Tensor, inputs_embeds: Tensor, attention_mask: Tensor, retain_graph: bool = True
 ) -> Tensor:
@@ -62,9 +86,7 @@ def embedding_attributions(
     Returns:
         ``(B, L)`` float32, detached, ≥ 0.
     """
-    target = attribution_target(logits, attention_mask)
-    (grad,) = torch.autograd.grad(target, inputs_embeds, retain_graph=retain_graph)
-    return gradient_scores(grad, attention_mask)
+    return target_attributions(attribution_target(logits, attention_mask), inputs_embeds, attention_mask, retain_graph)
 
 
 def gradient_scores(grad: Tensor, mask: Tensor) -> Tensor:
@@ -74,14 +96,16 @@ def gradient_scores(grad: Tensor, mask: Tensor) -> Tensor:
 
 
 def separate_attributions(
-    logits_fn: Callable[[Tensor], Tensor], inputs_embeds: Tensor, attention_mask: Tensor
+    logits_fn: Callable[[Tensor], Tensor], inputs_embeds: Tensor, attention_mask: Tensor, scalar: bool = False
 ) -> Tensor:
     """Attribution from a separate forward: ``logits_fn`` maps ``(B, L, D)`` embeddings to ``(B, L, V)`` logits
-    (or ``(B, V)`` logits at the last real tokens).
+    (or ``(B, V)`` logits at the last real tokens), or with ``scalar`` straight to the target.
 
     The embeddings are detached first, so nothing flows back into the training graph.
     """
     embeds = inputs_embeds.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = logits_fn(embeds)
-        return embedding_attributions(logits, embeds, attention_mask, retain_graph=False)
+        out = logits_fn(embeds)
+        if scalar:
+            return target_attributions(out, embeds, attention_mask, retain_graph=False)
+        return embedding_attributions(out, embeds, attention_mask, retain_graph=False)

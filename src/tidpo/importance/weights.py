@@ -5,7 +5,7 @@
 - the *span* the weights are built over: the response (``weight_span="response"``, the paper) or prompt +
   response (``"sequence"``, the authors' code);
 - the raw *scores* ``I`` of each token in the span: the gradient attribution (Eqs. 5–6), a user estimator's
-  scores, or none;
+  scores, the dataset's per-token values (``importance="columns"``), or none;
 - Eq. 8: ``W = λ·I/ΣI + (1 − λ)·P`` with the Gaussian prior ``P`` of Eq. 7 over the span;
 - *normalise*: ``w = T · W / Σ W`` over the span (mean 1, ``weight_norm="mean"``) or ``W / Σ W`` (sum 1),
   then keep the response tokens (zero elsewhere).
@@ -16,7 +16,13 @@ the response slice is kept *as it is*, so its weights need not average 1 and the
 pair generally carry different totals.
 
 Which estimator needs what is one table, :data:`ESTIMATORS`; ``uniform`` and ``random`` have no span, prior or
-scores: they are all 1 (plain DPO weighting) or uniform noise on the response, normalised there.
+scores: they are all 1 (plain DPO weighting) or uniform noise on the response, normalised there. ``columns_raw``
+has none either: the dataset's per-token values are the weights as they are (zero off the response).
+
+The dataset's values (``columns`` and ``columns_raw``) come from its ``chosen_weights`` / ``rejected_weights``
+columns, one number per response token without the final EOS (the rule and its checks:
+:mod:`tidpo.data.token_weights`); the EOS gets 0. They reach :func:`token_weights` as ``column_weights``, ``(B, L)``
+in the token frame, 0 on the prompt and padding (``PreferenceCollator``'s ``batch["token_weights"]``).
 """
 
 from __future__ import annotations
@@ -33,16 +39,22 @@ from tidpo.importance.prior import gaussian_prior
 @dataclass(frozen=True)
 class EstimatorSpec:
     """How an estimator builds raw weights: ``scores`` is ``"attribution"`` (Eqs. 5–6), ``"callable"`` (a user
-    function), ``"none"`` (the prior alone), ``"ones"`` (uniform) or ``"noise"`` (random); ``mix`` is the ``λ``
-    it fixes (None: the caller's ``importance_mix``). Only ``"attribution"``, ``"callable"`` and ``"none"`` go
-    through the span, the prior and Eq. 8."""
+    function), ``"columns"`` (the dataset's per-token values as ``I``), ``"none"`` (the prior alone), ``"ones"``
+    (uniform), ``"noise"`` (random) or ``"given"`` (the dataset's per-token values are the weights); ``mix`` is
+    the ``λ`` it fixes (None: the caller's ``importance_mix``). Only ``"attribution"``, ``"callable"``,
+    ``"columns"`` and ``"none"`` go through the span, the prior and Eq. 8."""
 
     scores: str
     mix: float | None = None
 
     @property
     def hybrid(self) -> bool:
-        return self.scores in ("attribution", "callable", "none")
+        return self.scores in ("attribution", "callable", "columns", "none")
+
+    @property
+    def reads_columns(self) -> bool:
+        """Whether the estimator reads the dataset's ``chosen_weights`` / ``rejected_weights`` columns."""
+        return self.scores in ("columns", "given")
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {
@@ -51,6 +63,8 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
     "prior": EstimatorSpec("none", mix=0.0),  # ablation "prior only"
     "uniform": EstimatorSpec("ones"),  # plain DPO weighting
     "random": EstimatorSpec("noise"),  # ablation "random weights"
+    "columns": EstimatorSpec("columns"),  # Eq. 8 with the dataset's per-token scores as I, λ = importance_mix
+    "columns_raw": EstimatorSpec("given"),  # the dataset's per-token values are the weights, as they are
 }
 CUSTOM = EstimatorSpec("callable")
 SPANS = ("response", "sequence")
@@ -73,6 +87,12 @@ def needs_attribution(estimator: str | Estimator, mix: float) -> bool:
     """Whether ``estimator`` with ``λ = mix`` uses the gradient attribution (a backward to the embeddings)."""
     spec = estimator_spec(estimator)
     return spec.scores == "attribution" and (spec.mix if spec.mix is not None else mix) > 0
+
+
+def needs_weight_columns(estimator: str | Estimator) -> bool:
+    """Whether ``estimator`` reads the dataset's ``chosen_weights`` / ``rejected_weights`` columns (``columns``
+    and ``columns_raw``, whatever ``λ``)."""
+    return estimator_spec(estimator).reads_columns
 
 
 def hybrid_token_weights(importance: Tensor, span_mask: Tensor, prior: Tensor, mix: float) -> Tensor:
@@ -131,8 +151,34 @@ def _check_scores(scores: Tensor, like: Tensor, what: str) -> Tensor:
     return scores.float()
 
 
-def _scores(spec, estimator, mix, attributions, input_ids, attention_mask, completion_mask) -> Tensor:
+def _column_values(column_weights: Tensor | None, completion_mask: Tensor, estimator: str) -> Tensor:
+    """The dataset's per-token values ``(B, L)``, checked, on the response tokens only (0 on prompt and padding)."""
+    if column_weights is None:
+        raise ValueError(
+            f"importance={estimator!r} needs column_weights: the (B, L) per-token values of the dataset's "
+            "chosen_weights / rejected_weights columns, in the token frame (PreferenceCollator puts them in "
+            "batch['token_weights'] when the dataset was tokenised with weight_columns=True)"
+        )
+    return _check_scores(column_weights, completion_mask, "column weights") * completion_mask.bool()
+
+
+def _check_no_zero_rows(values: Tensor, response: Tensor, why: str) -> None:
+    """Raises when a row with response tokens has values that are all 0 on them."""
+    zero = response.any(-1) & ((values * response).sum(-1) == 0)
+    if zero.any():
+        rows = zero.nonzero().flatten().tolist()
+        raise ValueError(f"rows {rows} of the batch: the column weights are all 0 on the response tokens; {why}")
+
+
+def _scores(spec, estimator, mix, attributions, input_ids, attention_mask, completion_mask, column_weights) -> Tensor:
     """The raw scores ``I`` ``(B, L)`` of Eq. 8 for a hybrid estimator (zeros when ``λ = 0``)."""
+    if spec.scores == "columns":
+        scores = _column_values(column_weights, completion_mask, estimator)
+        if mix == 1.0:
+            _check_no_zero_rows(
+                scores, completion_mask.bool(), "importance='columns' with λ = 1 has no prior to fall back on"
+            )
+        return scores
     if spec.scores == "callable":
         scores = estimator(input_ids, attention_mask, completion_mask)
         return _check_scores(scores, completion_mask, "estimator scores")
@@ -155,24 +201,38 @@ def token_weights(
     span: str = "response",
     norm: str = "mean",
     generator: torch.Generator | None = None,
+    column_weights: Tensor | None = None,
 ) -> Tensor:
     """Per-token weights ``w`` for Eqs. 9–10, zero off the response, in the token frame.
 
     Args:
         estimator: a name of :data:`ESTIMATORS` (``"hybrid"``: Eq. 8 with ``λ = mix``; ``"gradient"``: λ = 1;
-            ``"prior"``: λ = 0; ``"uniform"``: plain DPO; ``"random"``: ablation) or a callable (``Estimator``).
+            ``"prior"``: λ = 0; ``"uniform"``: plain DPO; ``"random"``: ablation; ``"columns"``: Eq. 8 with
+            ``column_weights`` as ``I``; ``"columns_raw"``: ``column_weights`` on the response, as they are) or a
+            callable (``Estimator``).
         completion_mask: ``(B, L)`` response tokens (incl. the final EOS).
         attributions: ``(B, L)`` gradient attributions ``I`` (needed when the estimator uses them).
         input_ids: ``(B, L)``, passed to a callable estimator.
         attention_mask: ``(B, L)``, the span for ``span="sequence"``.
         mix: ``λ``. sigma_div: the prior's ``T / σ``. span: ``"response"`` or ``"sequence"``.
         norm: ``"mean"`` or ``"sum"`` over the span. generator: for ``"random"``.
+        column_weights: ``(B, L)`` the dataset's per-token values (≥ 0, finite; only the response's entries are
+            read), for ``"columns"`` and ``"columns_raw"``.
 
     Returns:
         ``(B, L)`` float32, ≥ 0.
+
+    Raises:
+        ValueError: ``column_weights`` missing, of the wrong shape or negative for a column estimator, or all 0 on
+            a row's response where nothing would give that row weight (``columns_raw``; ``columns`` with λ = 1).
+        FloatingPointError: scores with NaN or Inf.
     """
     spec = estimator_spec(estimator)
     response = completion_mask.bool()
+    if spec.scores == "given":  # columns_raw: the dataset's weights as they are, on the response
+        weights = _column_values(column_weights, completion_mask, estimator)
+        _check_no_zero_rows(weights, response, "importance='columns_raw' would give that response no weight at all")
+        return weights
     if not spec.hybrid:  # uniform / random: on the response alone
         ones = spec.scores == "ones"
         raw = response.float() if ones else torch.rand(response.shape, generator=generator, device=response.device)
@@ -181,6 +241,8 @@ def token_weights(
     if not 0.0 <= mix <= 1.0:
         raise ValueError(f"importance_mix (λ) must be in [0, 1], got {mix}")
     span_mask = weight_span_mask(span, response, attention_mask)  # span
-    scores = _scores(spec, estimator, mix, attributions, input_ids, attention_mask, completion_mask)  # scores
+    scores = _scores(
+        spec, estimator, mix, attributions, input_ids, attention_mask, completion_mask, column_weights
+    )  # scores
     weights = hybrid_token_weights(scores, span_mask, gaussian_prior(span_mask, sigma_div), mix)  # Eq. (8)
     return normalize_weights(weights, span_mask, norm) * response  # normalise over the span, keep the response

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from tidpo.importance.weights import ESTIMATORS, NORMS, SPANS, needs_attribution
+from tidpo.importance.attribution import ATTRIBUTION_TARGETS
+from tidpo.importance.weights import ESTIMATORS, NORMS, SPANS, needs_attribution, needs_weight_columns
 from tidpo.losses.dpo import KL_MODES
 
 # docs/method.md §5 table. Deviation: "triplet_margin" 0.1 in the paper preset is tidpo's choice (the paper gives none).
@@ -53,6 +54,7 @@ CHOICES = {
     "weight_span": SPANS,
     "weight_norm": NORMS,
     "attribution": ("fused", "separate"),
+    "attribution_target": ATTRIBUTION_TARGETS,
     "anchor_backward": ("auto", "deferred", "joint"),
 }
 
@@ -90,7 +92,9 @@ class TIDPOConfig(TrainingArguments):
         default=None,
         metadata=_help(
             "Token-importance estimator: 'hybrid' (Eq. 8), 'gradient' (λ = 1), 'prior' (λ = 0), 'uniform' (DPO), "
-            "'random' (ablation) or 'custom' (pass importance_fn to the trainer)."
+            "'random' (ablation), 'columns' (Eq. 8 with the dataset's chosen_weights/rejected_weights as the scores), "
+            "'columns_raw' (those columns are the weights, as they are) or 'custom' (pass importance_fn to the "
+            "trainer). The columns hold one number >= 0 per response token, without the final EOS."
         ),
     )
     importance_mix: float | None = field(
@@ -109,6 +113,14 @@ class TIDPOConfig(TrainingArguments):
         default="fused",
         metadata=_help(
             "'fused': attribution gradient from the training forward's own graph; 'separate': a second forward."
+        ),
+    )
+    attribution_target: str = field(
+        default="max_logit",
+        metadata=_help(
+            "What the gradient attribution differentiates: 'max_logit' (Eq. 5, the largest logit at the response's "
+            "EOS; the paper) or 'response_logp' (the log-probability of the response's own tokens; beyond the "
+            "paper, see docs/method.md)."
         ),
     )
     chunked_logits: bool | None = field(
@@ -192,7 +204,7 @@ class TIDPOConfig(TrainingArguments):
         super().__post_init__()
 
     def _resolve_method_fields(self) -> None:
-        for name in ("preset", "baseline", "weight_norm", "attribution", "anchor_backward"):
+        for name in ("preset", "baseline", "weight_norm", "attribution", "attribution_target", "anchor_backward"):
             _check_choice(name, getattr(self, name))
         for name, value in BASELINES.get(self.baseline, {}).items():
             current = getattr(self, name)
@@ -250,6 +262,17 @@ class TIDPOConfig(TrainingArguments):
     def needs_attribution(self) -> bool:
         """Whether the weights use the gradient attribution (so a backward to the embeddings is needed)."""
         return self.importance != "custom" and needs_attribution(self.importance, self.importance_mix)
+
+    @property
+    def needs_weight_columns(self) -> bool:
+        """Whether the weights come from the dataset's ``chosen_weights`` / ``rejected_weights`` columns."""
+        return self.importance != "custom" and needs_weight_columns(self.importance)
+
+    @property
+    def allows_zero_weight_rows(self) -> bool:
+        """Whether a response's column weights may all be 0: only when the Gaussian prior is mixed in
+        (``importance="columns"`` with ``importance_mix < 1``), which then gives it its weights."""
+        return self.importance == "columns" and self.importance_mix < 1
 
 
 def _check_choice(name: str, value) -> None:

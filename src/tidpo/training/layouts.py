@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tidpo.importance import embedding_attributions
+from tidpo.importance import embedding_attributions, response_logp_target, target_attributions
 from tidpo.training.anchors import AnchorBatch, sample_anchors
 from tidpo.training.head import Features
 from tidpo.training.packing import packed_forward
@@ -81,12 +81,21 @@ class PaddedRows:
     def ref_forward(self, ref: nn.Module, batch) -> Features:
         return self.rows_forward(ref, batch["attention_mask"], input_ids=batch["input_ids"])
 
-    def fused_attributions(self, policy: PolicyForward, batch) -> Tensor:
-        """Eqs. 5–6 ``(2B, L)`` from the policy forward's graph (retained for the loss backward)."""
+    def fused_attributions(self, policy: PolicyForward, batch, target: str = "max_logit") -> Tensor:
+        """Eqs. 5–6 ``(2B, L)`` from the policy forward's graph (retained for the loss backward); ``target`` is
+        ``"max_logit"`` (Eq. 5) or ``"response_logp"`` (the response's own log-probs, beyond the paper)."""
         mask = batch["attention_mask"]
         with torch.enable_grad():
-            target = self.head.target_logits(policy.features, mask)
-        return embedding_attributions(target, policy.embeds, mask, retain_graph=True)
+            if target == "response_logp":
+                scalar = self.response_logp(policy.features, batch["input_ids"], batch["completion_mask"])
+                return target_attributions(scalar, policy.embeds, mask, retain_graph=True)
+            logits = self.head.target_logits(policy.features, mask)
+        return embedding_attributions(logits, policy.embeds, mask, retain_graph=True)
+
+    def response_logp(self, features: Features, input_ids: Tensor, completion_mask: Tensor) -> Tensor:
+        """``Σ`` of the response tokens' log-probs under ``features`` (with their graph): the variant target."""
+        stats = self.head.token_stats(features, None, input_ids, completion_mask, with_kl=False)
+        return response_logp_target(stats.per_token_logps, completion_mask)
 
     def sample_anchors(self, model: nn.Module, batch, policy: PolicyForward, config) -> AnchorBatch:
         """One anchor per prompt from the current policy (``generate`` over the left-padded prompts)."""

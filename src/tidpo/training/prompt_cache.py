@@ -343,7 +343,9 @@ class SharedPrompt(PaddedRows):
     def ref_forward(self, ref: nn.Module, sharing: PromptSharing) -> Features:
         return forward_shared_prompt(ref, sharing)
 
-    def fused_attributions(self, policy: PolicyForward, sharing: PromptSharing) -> Tensor:
+    def fused_attributions(self, policy: PolicyForward, sharing: PromptSharing, target: str = "max_logit") -> Tensor:
+        if target != "max_logit":  # resolve_routes keeps other targets on whole rows
+            raise ValueError(f"the shared prompt layout has no attribution target {target!r}")
         with torch.enable_grad():
             return shared_prompt_attributions(policy.features, sharing, policy.embeds, policy.prompt_embeds)
 

@@ -115,6 +115,11 @@ def resolve_routes(args, models: dict[str, nn.Module], collator_problem: Callabl
         checks = [
             lambda: None if chunked else "it needs the chunked head (chunked_logits)",
             lambda: "gradient checkpointing turns the key/value cache off" if args.gradient_checkpointing else None,
+            lambda: (
+                "attribution_target='response_logp' runs on whole rows"
+                if args.needs_attribution and args.attribution_target != "max_logit"
+                else None
+            ),
             collator_problem,
             *_model_checks(models, sharing_problem),
         ]
@@ -178,7 +183,7 @@ def build_engine(routes: Routes, args, ref_model, unwrap, generation_config, imp
         return AnchorStep(layout, live, generation_config, args.triplet_margin, backward)
 
     train = StepPolicies(
-        attribution(layout) if attribution else NoAttribution(),
+        attribution(layout, args.attribution_target) if attribution else NoAttribution(),
         weighting,
         anchors(DeferredBackward() if routes.anchor_backward == "deferred" else JointBackward()),
         args.triplet_weight,

@@ -16,7 +16,12 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Trainer
 
-from tidpo.data import PreferenceCollator, load_preference_data, tokenize_preference_dataset
+from tidpo.data import (
+    PreferenceCollator,
+    add_token_weight_columns,
+    load_preference_data,
+    tokenize_preference_dataset,
+)
 from tidpo.lm_head import HeadWorkspace
 from tidpo.losses import sequence_kl, ti_dpo_base_loss, ti_dpo_objective, weighted_logratio
 from tidpo.training.config import TIDPOConfig
@@ -46,6 +51,10 @@ class TIDPOTrainer(Trainer):
         importance_fn: a custom token-importance estimator, used with ``importance="custom"``:
             ``(input_ids, attention_mask, completion_mask) -> (B, L)`` non-negative scores, mixed with the
             prior by ``importance_mix`` like the gradient attribution.
+
+    With ``importance="columns"`` or ``"columns_raw"`` the training data (and the eval data with
+    ``eval_importance``) must have ``chosen_weights`` / ``rejected_weights`` columns, one non-negative number per
+    response token without the final EOS (:mod:`tidpo.data.token_weights`), checked before training.
     """
 
     # compute_loss returns the mean over the micro-batch's pairs; Trainer divides it by the accumulation steps.
@@ -131,10 +140,21 @@ class TIDPOTrainer(Trainer):
     def _prepare_dataset(dataset, tokenizer, args: TIDPOConfig, name: str):
         if dataset is None:
             return None
+        # the dataset's token weights, checked and aligned with the ids, where the step reads them: in training,
+        # and at evaluation only with eval_importance (else uniform weights, and the columns are ignored)
+        weights = args.needs_weight_columns and (name == "train" or args.eval_importance)
+        zero_ok = args.allows_zero_weight_rows
         if hasattr(dataset, "column_names") and TOKENIZED_COLUMNS <= set(dataset.column_names):
-            return dataset
+            if not weights:
+                return dataset
+            return add_token_weight_columns(
+                dataset, tokenizer.eos_token_id, max_length=args.max_length, allow_all_zero=zero_ok, name=name
+            )
         dataset = load_preference_data(dataset, split=name if name != "eval" else "test")
-        return tokenize_preference_dataset(dataset, tokenizer, max_length=args.max_length, name=name)
+        return tokenize_preference_dataset(
+            dataset, tokenizer, max_length=args.max_length, name=name, weight_columns=weights,
+            allow_zero_weights=zero_ok,
+        )  # fmt: skip
 
     # ---- the loss -------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -5,9 +5,11 @@
 - :class:`SeparateAttribution`: a second forward of whole rows from detached embeddings (the authors' code), the
   oracle of the fused route.
 - :class:`NoAttribution`: the estimator does not use the attribution (``uniform``, ``prior``, ``random``,
-  ``custom``, or ``λ = 0``).
+  ``custom``, ``columns``, ``columns_raw``, or ``λ = 0``).
 
-:class:`TokenWeighting` turns the attributions (or none) into the ``(2B, L)`` weights of Eqs. 7–8.
+:class:`TokenWeighting` turns the attributions (or none) and, for ``columns`` / ``columns_raw``, the batch's
+``token_weights`` (the dataset's per-token values, padded by ``PreferenceCollator`` in the full rows' token frame,
+whatever the layout) into the ``(2B, L)`` weights of Eqs. 7–8.
 """
 
 from __future__ import annotations
@@ -34,13 +36,13 @@ class FusedAttribution:
     name = "fused"
     graph = True
 
-    def __init__(self, layout):
-        self.layout = layout
+    def __init__(self, layout, target: str = "max_logit"):
+        self.layout, self.target = layout, target
 
     def __call__(self, model, policy, batch, inputs, log) -> Tensor:
         """``(2B, L)`` attributions, timed as ``time/attribution``."""
         start = time.perf_counter()
-        attributions = self.layout.fused_attributions(policy, batch)
+        attributions = self.layout.fused_attributions(policy, batch, self.target)
         log("time/attribution", elapsed(start))
         return attributions
 
@@ -54,10 +56,14 @@ class SeparateAttribution(FusedAttribution):
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         layout = self.layout
 
-        def target_logits(embeds: Tensor) -> Tensor:
-            return layout.head.target_logits(layout.rows_forward(model, mask, inputs_embeds=embeds), mask)
+        def target(embeds: Tensor) -> Tensor:
+            features = layout.rows_forward(model, mask, inputs_embeds=embeds)
+            if self.target == "response_logp":
+                return layout.response_logp(features, ids, inputs["completion_mask"])
+            return layout.head.target_logits(features, mask)
 
-        attributions = separate_attributions(target_logits, layout.unwrap(model).get_input_embeddings()(ids), mask)
+        embeds = layout.unwrap(model).get_input_embeddings()(ids)
+        attributions = separate_attributions(target, embeds, mask, scalar=self.target == "response_logp")
         log("time/attribution", elapsed(start))
         return attributions
 
@@ -84,4 +90,5 @@ class TokenWeighting:
             sigma_div=self.sigma_div,
             span=self.span,
             norm=self.norm,
+            column_weights=inputs.get("token_weights"),
         )
