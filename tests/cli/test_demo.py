@@ -18,14 +18,17 @@ def test_demo_writes_summary_adapter_curves_and_explain_page(tiny_assets, tmp_pa
                   "--samples", "1"])  # fmt: skip
     assert code == 0
     summary = json.loads((out / "demo_summary.json").read_text())
-    for side in ("before", "after"):
-        assert -1.0 <= summary[f"mean_reward_{side}"] <= 1.0
-        assert 0.0 <= summary[f"positive_fraction_{side}"] <= 1.0
-        samples = summary[f"samples_{side}"]
-        assert len(samples) == HELD_OUT  # one continuation per held-out opening
-        mean = sum(s["reward"] for s in samples) / len(samples)
-        assert math.isclose(summary[f"mean_reward_{side}"], mean, abs_tol=1e-12)
-    assert [s["prompt"] for s in summary["samples_before"]] == [s["prompt"] for s in summary["samples_after"]]
+    samples = summary["samples"]
+    assert len(samples) == HELD_OUT  # one continuation per held-out opening and model
+    for side, key in (("before", "reference_reward"), ("after", "policy_reward")):
+        stat = summary[f"reward_{side}"]
+        assert stat["low"] <= stat["mean"] <= stat["high"]
+        assert math.isclose(stat["mean"], sum(s[key] for s in samples) / len(samples), abs_tol=1e-12)
+    gain = summary["reward_gain"]
+    diffs = [s["policy_reward"] - s["reference_reward"] for s in samples]
+    assert math.isclose(gain["mean"], sum(diffs) / len(diffs), abs_tol=1e-12)
+    assert summary["met_gain"] == (gain["mean"] >= 0.15 and gain["low"] > 0)
+    assert summary["met_accuracy"] == (summary["heldout_preference_accuracy"] >= 0.65)
     assert 0.0 <= summary["heldout_preference_accuracy"] <= 1.0
     for name in ("adapter_model.safetensors", "adapter_config.json", "training_curves.png", "metrics.jsonl"):
         assert (out / name).is_file(), name
@@ -35,4 +38,5 @@ def test_demo_writes_summary_adapter_curves_and_explain_page(tiny_assets, tmp_pa
     explained = json.loads((out / "explain" / "explain.json").read_text())
     assert (explained["mix"], explained["sigma_div"], explained["span"]) == (0.2, 8.0, "sequence")
     printed = capsys.readouterr().out
-    assert "mean reward        before" in printed and str(out / "training_curves.png") in printed
+    assert "mean reward before" in printed and "gain (paired)" in printed and "95 % CI" in printed
+    assert str(out / "training_curves.png") in printed

@@ -22,7 +22,10 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="task", required=True)
     sentiment = sub.add_parser("sentiment", help="movie-review openings, VADER-ranked continuations")
     sentiment.add_argument("--model", default="smollm2-135m-instruct", help="model that samples the continuations")
-    sentiment.add_argument("--samples", type=int, default=4, help="continuations sampled per opening")
+    sentiment.add_argument("--samples", type=int, default=8, help="continuations sampled per opening")
+    sentiment.add_argument(
+        "--min_gap", type=float, default=0.5, help="smallest reward gap between chosen and rejected kept (0.5)"
+    )
     sentiment.add_argument("--max_new_tokens", type=int, default=32)
     sentiment.add_argument("--seed", type=int, default=0)
     sentiment.add_argument(
@@ -43,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = load_causal_lm(args.model)
     settings = SamplingSettings(max_new_tokens=args.max_new_tokens)
     meta = build_sentiment_dataset(
-        model, tokenizer, args.output_dir, samples=args.samples, seed=args.seed, settings=settings
+        model,
+        tokenizer,
+        args.output_dir,
+        samples=args.samples,
+        seed=args.seed,
+        settings=settings,
+        min_gap=args.min_gap,
     )
     print(
         f"wrote {meta['train_pairs']} train pairs ({meta['train_openings']} openings) and {meta['test_pairs']} "

@@ -1,10 +1,13 @@
 """``tidpo demo``: the embedded default. Align SmolLM2-135M-Instruct toward positive sentiment with TI-DPO + LoRA.
 
-1. sample continuations of held-out movie-review openings from the untrained model and score them (VADER);
-2. ``tidpo train`` on the built-in sentiment pairs (``--dataset demo``) with ``tidpo/resources/demo.yaml``;
-3. ``tidpo eval`` on the held-out pairs, ``tidpo explain`` on a few of them;
-4. sample the same openings again with the trained adapter (same seed) and compare the rewards.
-Everything lands in ``--output_dir``; ``demo_summary.json`` keeps the numbers and every scored sample.
+1. ``tidpo train`` on the built-in sentiment pairs (``--dataset demo``) with ``tidpo/resources/demo.yaml``;
+2. ``tidpo eval`` on the held-out pairs (preference accuracy), ``tidpo explain`` on a few of them;
+3. ``tidpo eval --prompts demo``: continuations of the held-out openings (films never trained on) sampled from the
+   trained model and from the untrained one (its adapters off), same seed, scored by VADER: both means with their
+   95 % bootstrap intervals, the paired gain with its interval, the win rate and the KL.
+Everything lands in ``--output_dir``; ``demo_summary.json`` keeps the numbers and every scored sample. The demo's
+targets: a held-out reward gain of at least +0.15 whose 95 % interval excludes 0, and a held-out preference
+accuracy of at least 0.65; it says whether this run met them.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import json
 import time
 from pathlib import Path
 
-from tidpo.cli.common import CLIError, load_causal_lm
+from tidpo.cli.common import CLIError
 
 MODEL = "smollm2-135m-instruct"
+TARGET_GAIN = 0.15
+TARGET_ACCURACY = 0.65
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -25,27 +30,25 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", default=MODEL, help=f"model folder or built-in name (default: {MODEL})")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/demo"))
-    parser.add_argument("--samples", type=int, default=4, help="continuations sampled per held-out opening")
-    parser.add_argument("--seed", type=int, default=1234, help="sampling seed, the same before and after")
+    parser.add_argument("--samples", type=int, default=4, help="continuations sampled per held-out opening (4)")
+    parser.add_argument("--seed", type=int, default=1234, help="sampling seed, the same for both models")
     parser.add_argument("--max_steps", type=int, default=None, help="override demo.yaml's max_steps")
+    parser.add_argument("--preset", help="override demo.yaml's preset (e.g. dpo, to compare with plain DPO)")
     return parser
 
 
-def _reward(model_path: str, samples: int, seed: int) -> dict:
-    from tidpo.tasks.sentiment import SamplingSettings, load_openings, mean_reward
-
-    model, tokenizer = load_causal_lm(model_path)
-    return mean_reward(model, tokenizer, load_openings()[1], samples, SamplingSettings(), seed=seed)
-
-
-def _method_settings(config_file: Path) -> dict:
+def _method_settings(config_file: Path, preset: str | None) -> dict:
     """The demo config's preset values (β for eval; λ, σ divisor and span for explain), explicit keys winning."""
     import yaml
 
     from tidpo.training.config import PRESETS
 
     config = yaml.safe_load(config_file.read_text())
-    return {**PRESETS[config.get("preset", "paper")], **config}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise CLIError(f"--preset {preset!r} is not one of {', '.join(PRESETS)}")
+        config["preset"] = preset
+    return {**PRESETS["paper"], **PRESETS[config.get("preset", "paper")], **config}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,25 +62,16 @@ def main(argv: list[str] | None = None) -> int:
         raise CLIError(f"--samples must be >= 1, got {args.samples}")
     start = time.perf_counter()
     out = args.output_dir
-    method = _method_settings(HERE / "demo.yaml")
-    print("[1/4] reward of the untrained model on the held-out openings")
-    before = _reward(args.model, args.samples, args.seed)
-    print(f"      mean reward before: {before['mean_reward']:+.3f}")
-    print("[2/4] TI-DPO training (LoRA)")
-    train_argv = [
-        "--config",
-        str(HERE / "demo.yaml"),
-        "--model",
-        args.model,
-        "--dataset",
-        "demo",
-        "--output_dir",
-        str(out),
-    ]
+    method = _method_settings(HERE / "demo.yaml", args.preset)
+    print(f"[1/3] {method['preset']} training (LoRA) on the built-in sentiment pairs")
+    train_argv = ["--config", str(HERE / "demo.yaml"), "--model", args.model, "--dataset", "demo",
+                  "--output_dir", str(out)]  # fmt: skip
     if args.max_steps is not None:
         train_argv += ["--max_steps", str(args.max_steps)]
+    if args.preset is not None:
+        train_argv += ["--preset", args.preset]
     train_cli.main(train_argv)
-    print("[3/4] held-out preference accuracy and token-importance page")
+    print("[2/3] held-out preference accuracy and token-importance page")
     eval_json = out / "eval_results.json"
     common = ["--model", str(out), "--dataset", "demo", "--split", "test"]
     eval_cli.main([*common, "--beta", str(method["beta"]), "--output", str(eval_json)])
@@ -85,26 +79,48 @@ def main(argv: list[str] | None = None) -> int:
         [*common, "--n", "8", "--output_dir", str(out / "explain"), "--importance_mix", str(method["importance_mix"]),
          "--prior_sigma_div", str(method["prior_sigma_div"]), "--weight_span", method["weight_span"]]
     )  # fmt: skip
-    print("[4/4] reward of the trained model on the same openings, same seed")
-    after = _reward(str(out), args.samples, args.seed)
+    print("[3/3] held-out openings: the trained model against the untrained one, same seed")
+    gen_json = out / "generation_results.json"
+    eval_cli.main(["--model", str(out), "--prompts", "demo", "--samples", str(args.samples), "--seed",
+                   str(args.seed), "--output", str(gen_json)])  # fmt: skip
+    gen = json.loads(gen_json.read_text())["generation"]
     metrics = json.loads(eval_json.read_text())
-    accuracy = metrics.get("eval_rewards/accuracies", metrics.get("rewards/accuracies"))
+    accuracy = metrics["rewards/accuracies"]
+    gain = gen["reward_difference"]
+    met_gain = gain["mean"] >= TARGET_GAIN and gain["low"] > 0
+    met_accuracy = accuracy >= TARGET_ACCURACY
     summary = {
-        "mean_reward_before": before["mean_reward"],
-        "mean_reward_after": after["mean_reward"],
-        "positive_fraction_before": before["positive_fraction"],
-        "positive_fraction_after": after["positive_fraction"],
+        "preset": method["preset"],
+        "reward_before": gen["reference"]["reward"],
+        "reward_after": gen["policy"]["reward"],
+        "reward_gain": gain,
+        "win_rate": gen["win_rate"],
+        "kl": gen["kl"],
+        "positive_fraction_before": gen["reference"]["positive_fraction"],
+        "positive_fraction_after": gen["policy"]["positive_fraction"],
         "heldout_preference_accuracy": accuracy,
+        "targets": {"reward_gain": TARGET_GAIN, "accuracy": TARGET_ACCURACY},
+        "met_gain": met_gain,
+        "met_accuracy": met_accuracy,
         "seconds": time.perf_counter() - start,
-        "samples_before": before["samples"],
-        "samples_after": after["samples"],
+        "samples": gen["samples"],
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    n = len(before["samples"])
-    print(f"\nheld-out openings, {n} sampled continuations each time (VADER compound, -1..1):")
-    print(f"  mean reward        before {before['mean_reward']:+.3f}   after {after['mean_reward']:+.3f}")
-    print(f"  positive fraction  before {before['positive_fraction']:.2f}    after {after['positive_fraction']:.2f}")
-    print(f"  held-out preference accuracy: {accuracy:.3f}")
+
+    def ci(stat: dict) -> str:
+        return f"{stat['mean']:+.3f}  (95 % CI {stat['low']:+.3f} to {stat['high']:+.3f})"
+
+    n = len(gen["samples"])
+    print(f"\n{gen['prompts']} held-out openings, {n} sampled continuations per model (VADER compound, -1..1):")
+    print(f"  mean reward before  {ci(gen['reference']['reward'])}")
+    print(f"  mean reward after   {ci(gen['policy']['reward'])}")
+    print(f"  gain (paired)       {ci(gain)}   target >= +{TARGET_GAIN:.2f} with the interval above 0: "
+          f"{'met' if met_gain else 'NOT met'}")  # fmt: skip
+    print(f"  win rate {gen['win_rate']:.3f}, KL {gen['kl']['mean']:.2f} nats per continuation")
+    print(f"  positive share      before {summary['positive_fraction_before']:.2f}   "
+          f"after {summary['positive_fraction_after']:.2f}")  # fmt: skip
+    print(f"  held-out preference accuracy {accuracy:.3f}   target >= {TARGET_ACCURACY:.2f}: "
+          f"{'met' if met_accuracy else 'NOT met'}")  # fmt: skip
     print(f"\n  adapter:        {out}\n  curves:         {out / 'training_curves.png'}")
     print(f"  explain page:   {out / 'explain' / 'explain.html'}\n  summary:        {out / 'demo_summary.json'}")
     print(f"  time: {summary['seconds'] / 60:.1f} min")

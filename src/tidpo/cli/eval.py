@@ -1,9 +1,16 @@
-"""``tidpo eval``: held-out preference metrics of a model against a reference.
+"""``tidpo eval``: a model against its reference, on held-out preference pairs and/or by sampling from prompts.
 
-Reports the reward accuracy (share of pairs whose chosen reward beats the rejected one), the mean margin, the
-chosen/rejected rewards and log-probabilities, and each side's sequential KL to the reference, all from
-``TIDPOTrainer.evaluate`` with uniform token weights (rewards are β · Σ log-ratio, as in DPO). The reference is
-``--ref``; for a LoRA adapter folder without ``--ref``, its base model (the adapters disabled).
+``--dataset``: the reward accuracy (share of pairs whose chosen reward beats the rejected one), the mean margin,
+the chosen/rejected rewards and log-probabilities, and each side's sequential KL to the reference, all from
+``TIDPOTrainer.evaluate`` with uniform token weights (rewards are β · Σ log-ratio, as in DPO): forward passes
+only, no attribution and no gradient graph; the throughput is reported in pairs/s.
+
+``--prompts``: ``--samples`` completions per prompt from the model and from the reference (same seed; the
+reference's cached), scored by ``--reward module:function``: mean reward with its 95 % bootstrap interval, the
+paired difference and win rate against the reference, KL(model ‖ reference) from the samples, Distinct-2/4,
+Self-BLEU-4 and the mean token entropy (definitions in docs/method.md).
+
+The reference is ``--ref``; for a LoRA adapter folder without ``--ref``, its base model (the adapters disabled).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ TABLE = (
     ("loss", "loss"),
 )
 RESULTS_FILE = "eval_results.json"
+DEMO_REWARD = "tidpo.tasks.sentiment:reward"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +57,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="model or LoRA adapter folder (or a built-in name)")
     parser.add_argument("--ref", help="reference model (default: an adapter's base model; required otherwise)")
-    parser.add_argument("--dataset", required=True, help="preference pairs: a file, a folder or 'demo'")
+    parser.add_argument("--dataset", help="preference pairs: a file, a folder or 'demo'")
     parser.add_argument("--split", default="test", help="split of --dataset (default: test)")
     parser.add_argument("--beta", type=float, default=0.1, help="β that scales the rewards (default: 0.1)")
     parser.add_argument("--kl_mode", default="tdpo2", choices=KL_MODES, help="KL term of the loss (default: tdpo2)")
@@ -57,6 +65,19 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_pairs", type=int, help="evaluate only the first N pairs")
     parser.add_argument("--max_length", type=int, default=1024, help="most tokens of prompt + response (1024)")
     parser.add_argument("--use_cpu", action="store_true", help="run on the CPU even when a GPU is available")
+    gen = parser.add_argument_group("generation metrics (--prompts)")
+    gen.add_argument(
+        "--prompts",
+        help="prompts to sample from: 'demo' (the sentiment task's held-out openings), a .txt file (one per line) "
+        "or a .json/.jsonl file of rows with a 'prompt' string",
+    )
+    gen.add_argument("--reward", help=f"reward function module:function (default with --prompts demo: {DEMO_REWARD})")
+    gen.add_argument("--samples", type=int, default=4, help="completions per prompt and model (default: 4)")
+    gen.add_argument("--max_new_tokens", type=int, default=32, help="tokens per completion at most (default: 32)")
+    gen.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
+    gen.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling (default: 1, off; <1 biases the KL)")
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed, the same for both models (default: 0)")
+    gen.add_argument("--no_sample_cache", action="store_true", help="resample the reference instead of its cache")
     parser.add_argument(
         "--output", type=Path, help=f"JSON file (default: <model>/{RESULTS_FILE} if writable, else ./{RESULTS_FILE})"
     )
@@ -76,9 +97,8 @@ def _config(args, output_dir: str):
 
     from tidpo.training.config import TIDPOConfig
 
-    for name in ("batch_size", "max_pairs"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise CLIError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.batch_size < 1:
+        raise CLIError(f"--batch_size must be at least 1, got {args.batch_size}")
     try:
         return TIDPOConfig(
             output_dir=output_dir,
@@ -110,18 +130,75 @@ def _load_ref(name_or_path: str, model):
     return ref
 
 
+def load_prompts(source: str) -> list[str]:
+    """``demo`` (the sentiment task's held-out openings), a ``.txt`` file (one prompt per non-empty line) or a
+    ``.json``/``.jsonl`` file of rows with a ``prompt`` string (a JSON file may also be a list of strings)."""
+    if source == "demo":
+        from tidpo.tasks.sentiment import load_openings
+
+        return load_openings()[1]
+    path = Path(source)
+    if not path.is_file():
+        raise CLIError(f"--prompts {source!r} is neither 'demo' nor a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise CLIError(f"--prompts {path}: not UTF-8 text ({err})") from err
+    if path.suffix == ".txt":
+        prompts = [line for line in text.splitlines() if line.strip()]
+    elif path.suffix in (".json", ".jsonl"):
+        try:
+            rows = (
+                json.loads(text)
+                if path.suffix == ".json"
+                else [json.loads(line) for line in text.splitlines() if line.strip()]
+            )
+        except json.JSONDecodeError as err:
+            raise CLIError(f"--prompts {path}: invalid JSON ({err})") from err
+        if not isinstance(rows, list):
+            raise CLIError(f"--prompts {path}: expected a list of rows")
+        prompts = []
+        for i, row in enumerate(rows):
+            prompt = row.get("prompt") if isinstance(row, dict) else row
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise CLIError(f"--prompts {path}, row {i}, field prompt: expected a non-empty string, got {prompt!r}")
+            prompts.append(prompt)
+    else:
+        raise CLIError(f"--prompts {path}: expected a .txt, .json or .jsonl file")
+    if not prompts:
+        raise CLIError(f"--prompts {path}: no prompts in the file")
+    return prompts
+
+
+def _generation_inputs(args):
+    """``(prompts, reward_fn, settings)`` for ``--prompts``, checked before any model is loaded."""
+    from tidpo.eval.generation import SamplingSettings, load_reward_fn
+
+    if args.samples < 1:
+        raise CLIError(f"--samples must be at least 1, got {args.samples}")
+    spec = args.reward or (DEMO_REWARD if args.prompts == "demo" else None)
+    if spec is None:
+        raise CLIError(f"--prompts {args.prompts} needs --reward module:function (e.g. {DEMO_REWARD})")
+    try:
+        reward_fn = load_reward_fn(spec)
+        settings = SamplingSettings(
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, batch_size=96
+        )
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    return load_prompts(args.prompts), reward_fn, settings
+
+
 def evaluate(args) -> dict:
     """Load everything (options and data checked first) and return the results written to the JSON file: the run
-    (``model``, ``ref``, ``dataset``, ``split``, ``pairs``, ``beta``, ``kl_mode``, ``max_length``) and the metrics
-    under TRL's names without the ``eval_`` prefix (``rewards/accuracies``, ``rewards/margins``, ``kl/chosen``, ...).
-    """
-    from transformers import PrinterCallback, ProgressCallback
-
+    (``model``, ``ref``), with ``--dataset`` the pairs' settings (``dataset``, ``split``, ``pairs``, ``beta``,
+    ``kl_mode``, ``max_length``) and metrics under TRL's names without the ``eval_`` prefix
+    (``rewards/accuracies``, ``rewards/margins``, ``kl/chosen``, ..., ``pairs_per_second``), and with ``--prompts``
+    a ``generation`` report (:func:`tidpo.eval.generation.generation_report`)."""
     from tidpo.cli.train import load_policy
-    from tidpo.data import PreferenceDataError
-    from tidpo.training.callbacks import TIDPOProgressCallback
-    from tidpo.training.trainer import TIDPOTrainer
 
+    if args.dataset is None and args.prompts is None:
+        raise CLIError("nothing to evaluate: give --dataset (preference pairs), --prompts (sampling) or both")
     model_path = resolve_model_path(args.model)
     adapter = is_adapter_folder(model_path)
     if args.ref is None and not adapter:
@@ -129,45 +206,82 @@ def evaluate(args) -> dict:
             f"--model {args.model} is a full model, so there is no implicit reference: pass --ref with the model "
             f"it was trained from"
         )
-    with tempfile.TemporaryDirectory(prefix="tidpo-eval-") as scratch:
-        config = _config(args, scratch)
+    generation = _generation_inputs(args) if args.prompts else None
+    dataset = None
+    if args.dataset is not None:
         dataset = load_dataset_arg(args.dataset, args.split)
         if args.max_pairs is not None:
+            if args.max_pairs < 1:
+                raise CLIError(f"--max_pairs must be at least 1, got {args.max_pairs}")
             dataset = dataset.select(range(min(args.max_pairs, len(dataset))))
+    with tempfile.TemporaryDirectory(prefix="tidpo-eval-") as scratch:
+        config = _config(args, scratch)  # options checked before any model is loaded
         model, tokenizer = load_policy(args.model)
         ref = _load_ref(args.ref, model) if args.ref else None
-        try:
-            trainer = TIDPOTrainer(
-                model=model, ref_model=ref, args=config, eval_dataset=dataset, processing_class=tokenizer
-            )
-        except PreferenceDataError as err:
-            raise CLIError(str(err)) from err
-        if len(trainer.eval_dataset) == 0:
-            raise CLIError(f"every pair was dropped: the prompts fill --max_length {args.max_length}; raise it")
-        trainer.remove_callback(ProgressCallback)
-        trainer.remove_callback(PrinterCallback)
-        trainer.add_callback(TIDPOProgressCallback(print_eval=False))
-        metrics = trainer.evaluate()
-    if args.ref:
-        ref_name = args.ref
-    else:
-        base = json.loads((Path(model_path) / "adapter_config.json").read_text())["base_model_name_or_path"]
-        ref_name = f"{base} (the adapter's base model)"
+        if args.ref:
+            ref_name = args.ref
+        else:
+            base = json.loads((Path(model_path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+            ref_name = f"{base} (the adapter's base model)"
+        results: dict = {"model": args.model, "ref": ref_name}
+        if dataset is not None:
+            results.update(_preference_metrics(args, config, dataset, model, ref, tokenizer))
+    if generation is not None:
+        from tidpo.eval.generation import generation_report
+
+        prompts, reward_fn, settings = generation
+        for m in (model, ref):
+            if m is not None:
+                m.to(config.device)
+        results["generation"] = {
+            "prompts_source": args.prompts,
+            "reward": args.reward or DEMO_REWARD,
+            **generation_report(
+                model, tokenizer, prompts, reward_fn, args.samples, settings, args.seed, reference=ref,
+                cache=not args.no_sample_cache,
+            ),
+        }  # fmt: skip
+    return results
+
+
+def _preference_metrics(args, config, dataset, model, ref, tokenizer) -> dict:
+    """``TIDPOTrainer.evaluate`` on the pairs (no attribution, no gradient graph), timed."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    from tidpo.data import PreferenceDataError
+    from tidpo.training.callbacks import TIDPOProgressCallback
+    from tidpo.training.trainer import TIDPOTrainer
+
+    try:
+        trainer = TIDPOTrainer(
+            model=model, ref_model=ref, args=config, eval_dataset=dataset, processing_class=tokenizer
+        )
+    except PreferenceDataError as err:
+        raise CLIError(str(err)) from err
+    if len(trainer.eval_dataset) == 0:
+        raise CLIError(f"every pair was dropped: the prompts fill --max_length {args.max_length}; raise it")
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(TIDPOProgressCallback(print_eval=False))
+    metrics = trainer.evaluate()
+    metrics = {key.removeprefix("eval_"): value for key, value in metrics.items()}
+    metrics["pairs_per_second"] = metrics.pop("samples_per_second", None)
+    metrics.pop("steps_per_second", None)
     return {
-        "model": args.model,
-        "ref": ref_name,
         "dataset": args.dataset,
         "split": args.split,
         "pairs": len(trainer.eval_dataset),
         "beta": args.beta,
         "kl_mode": args.kl_mode,
         "max_length": args.max_length,
-        **{key.removeprefix("eval_"): value for key, value in metrics.items()},
+        **metrics,
     }
 
 
 def format_table(results: dict) -> str:
     rows = [(label, results[key]) for key, label in TABLE if key in results]
+    if results.get("pairs_per_second"):
+        rows.append(("pairs per second (forward only)", results["pairs_per_second"]))
     split = "" if Path(results["dataset"]).is_file() else f" [{results['split']}]"
     width = max(len(label) for label, _ in rows)
     head = (
@@ -179,10 +293,16 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tidpo.eval.generation import format_generation_table
+
     args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
     output = args.output or default_output(args.model, resolve_model_path(args.model))
     results = evaluate(args)
-    print(format_table(results))
+    if "pairs" in results:
+        print(format_table(results))
+    if "generation" in results:
+        print(f"{results['model']} against {results['ref']}, sampling from --prompts {args.prompts}")
+        print(format_generation_table(results["generation"]))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"results written to {output}")
