@@ -48,18 +48,18 @@ MODEL = "smollm2-135m-instruct"
 SAMPLES = 4  # continuations per held-out opening and model
 SAMPLE_SEED = 1234  # the demo's: the reference's samples are shared with it through the cache
 
-METHODS: dict[str, dict] = {  # name -> TIDPOConfig overrides on top of the recipe
+METHODS: dict[str, dict] = {  # name -> TIDPOConfig overrides on top of the recipe (run in this order)
     "dpo": {"preset": "paper", "baseline": "dpo"},
     "tdpo2": {"preset": "paper", "baseline": "tdpo2"},
     "ti-dpo-paper": {"preset": "paper"},
     "ti-dpo-official": {"preset": "official"},
+    "response-logp": {"preset": "paper", "attribution_target": "response_logp"},
+    "lexicon-columns": {"preset": "paper", "importance": "columns"},
     "gamma-0": {"preset": "paper", "triplet_weight": 0.0},
     "uniform": {"preset": "paper", "importance": "uniform"},
     "random": {"preset": "paper", "importance": "random"},
     "prior-only": {"preset": "paper", "importance": "prior"},
     "gradient-only": {"preset": "paper", "importance": "gradient"},
-    "lexicon-columns": {"preset": "paper", "importance": "columns"},
-    "response-logp": {"preset": "paper", "attribution_target": "response_logp"},
 }
 LABELS = {
     "dpo": "DPO",

@@ -1,0 +1,127 @@
+"""Preference evaluation at forward-only speed: ``tidpo eval``'s path (``TIDPOTrainer.evaluate``, uniform weights,
+no attribution, no gradient graph) against a bare forward of the two models on the same batches.
+
+SmolLM2-135M-Instruct with a LoRA adapter (its base, adapters off, is the reference) on Anthropic-HH dev pairs
+(``--hh``, a local copy of the harmless-base pairs, or env ``HH``). The bare loop runs the collated batches
+through the policy and the reference under ``torch.no_grad()`` and does nothing with the logits, so the ratio is
+what the evaluation adds on top of the two forwards (log-probs, KL, metrics, the Trainer's loop).
+
+    python benchmarks/eval_speed.py                  # writes a section of docs/performance.md
+    python benchmarks/eval_speed.py --pairs 8        # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import ROOT, machine, write_markdown  # noqa: E402
+
+HH = Path(os.environ.get("HH", ROOT.parent / "shared" / "data" / "hh-rlhf-harmless"))
+
+
+def build(args):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tidpo import load_preference_data
+    from tidpo.models import builtin_model_path
+
+    path = args.model or str(builtin_model_path("smollm2-135m-instruct"))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(path), LoraConfig(r=16, target_modules="all-linear", lora_dropout=0.0)
+    )
+    data = load_preference_data(str(args.data)).select(range(args.pairs))
+    return model, tokenizer, data
+
+
+def evaluate_path(model, tokenizer, data, args) -> tuple[float, int, list]:
+    """Seconds of ``trainer.evaluate()`` on ``data``, the pairs kept, and the collated batches it ran."""
+    from tidpo import TIDPOConfig, TIDPOTrainer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        config = TIDPOConfig(
+            output_dir=scratch, per_device_eval_batch_size=args.batch_size, max_length=args.max_length,
+            report_to="none", use_cpu=True, disable_tqdm=True, dataloader_pin_memory=False,
+        )  # fmt: skip
+        trainer = TIDPOTrainer(model=model, args=config, eval_dataset=data, processing_class=tokenizer)
+        batches = list(trainer.get_eval_dataloader())
+        trainer.evaluate()  # warm-up
+        start = time.perf_counter()
+        trainer.evaluate()
+        seconds = time.perf_counter() - start
+    return seconds, len(trainer.eval_dataset), batches
+
+
+@torch.no_grad()
+def bare_forward(model, batches) -> float:
+    """Seconds of the policy and the reference (adapters off) forward on every batch, nothing else."""
+    model.eval()
+
+    def once():
+        for batch in batches:
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+            model(input_ids=ids, attention_mask=mask)
+            with model.disable_adapter():
+                model(input_ids=ids, attention_mask=mask)
+
+    once()  # warm-up
+    start = time.perf_counter()
+    once()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=HH / "dev.conversational.jsonl")
+    p.add_argument("--model", help="model folder (default: the built-in SmolLM2-135M-Instruct)")
+    p.add_argument("--pairs", type=int, default=64)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--max_length", type=int, default=256)
+    p.add_argument("--markdown", type=Path, default=ROOT / "docs" / "performance.md")
+    args = p.parse_args(argv)
+    if not args.data.is_file():
+        raise SystemExit(f"{args.data} not found (pass --data, or set HH to the HH harmless-base folder)")
+    torch.manual_seed(0)
+    model, tokenizer, data = build(args)
+    eval_s, pairs, batches = evaluate_path(model, tokenizer, data, args)
+    bare_s = bare_forward(model, batches)
+    real = sum(int(b["attention_mask"].sum()) for b in batches) / 2 / pairs
+    padded = sum(b["attention_mask"].numel() for b in batches) / 2 / pairs
+    m = machine()
+    command = "python benchmarks/eval_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = "\n".join([
+        f"### CPU: `tidpo eval` against a bare forward of the two models (SmolLM2-135M-Instruct + LoRA, HH dev, "
+        f"batch {args.batch_size}, max_length {args.max_length})",
+        "",
+        f"`{command.strip()}` on {m['cpu']} ({m['cpu_count']} cores), torch {m['torch']}, {dt.date.today()}. "
+        f"{pairs} pairs ({real:.0f} real and {padded:.0f} padded positions per response row on average), one warm-up "
+        "pass each, then one timed pass over the same collated batches.",
+        "",
+        "| path | seconds | pairs/s | ratio to the bare forward |",
+        "| --- | --- | --- | --- |",
+        f"| bare forward, policy + reference, `torch.no_grad()` | {bare_s:.2f} | {pairs / bare_s:.2f} | 1.00 |",
+        f"| `TIDPOTrainer.evaluate` (what `tidpo eval` runs) | {eval_s:.2f} | {pairs / eval_s:.2f} | "
+        f"{eval_s / bare_s:.2f} |",
+    ]) + "\n"  # fmt: skip
+    print(text)
+    write_markdown(args.markdown, "eval-speed", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
