@@ -25,7 +25,7 @@ import sys  # noqa: E402
 sys.path.insert(0, str(HERE))
 from run import LABELS, METHODS, NOISE_LEVELS, NOISE_METHODS  # noqa: E402
 
-PAPER_NOISE = {"dpo": (69.3, 64.8, 60.1), "ti-dpo-paper": (73.0, 70.8, 68.3)}  # 0 / 20 / 40 % flipped, the paper's Table B8
+PAPER_NOISE = {"dpo": (69.3, 64.8, 60.1), "ti-dpo-paper": (73.0, 70.8, 68.3)}  # paper Table B8, 0/20/40 %
 
 
 def load(results: Path) -> dict[str, list[dict]]:
