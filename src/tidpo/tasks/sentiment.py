@@ -13,6 +13,7 @@ vocabulary at every step (four times faster here).
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from pathlib import Path
@@ -99,6 +100,7 @@ def build_sentiment_dataset(
     return meta
 
 
+@functools.cache
 def lexicon_words() -> frozenset[str]:
     """The lowercase words VADER's lexicon gives a valence (the words that move the reward)."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -111,13 +113,7 @@ def lexicon_token_relevance(tokens: list[str]) -> list[bool]:
     ``tokens`` are the texts each token adds, as :func:`tidpo.eval.explain.token_texts` gives them.)"""
     from tidpo.eval.importance import relevance_by_words
 
-    words = _LEXICON.get("words")
-    if words is None:
-        words = _LEXICON["words"] = lexicon_words()
-    return relevance_by_words(tokens, words.__contains__)
-
-
-_LEXICON: dict[str, frozenset[str]] = {}
+    return relevance_by_words(tokens, lexicon_words().__contains__)
 
 
 def lexicon_weight_columns(row: dict, tokenizer, relevant: float = 1.0, other: float = 0.0) -> dict:
