@@ -157,6 +157,13 @@ def flip_pairs(dataset, fraction: float, seed: int):
     return dataset.map(swap, with_indices=True), len(flipped)
 
 
+def without_empty_responses(dataset):
+    """The pairs whose every response turn has text (HH has a few empty assistant turns, which tidpo refuses:
+    a response needs a token before its EOS), and how many were dropped."""
+    keep = dataset.filter(lambda row: all(m["content"].strip() for m in row["chosen"] + row["rejected"]))
+    return keep, len(dataset) - len(keep)
+
+
 def load_model(model_path: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -180,9 +187,14 @@ def train_and_evaluate(run: dict, args) -> dict:
     model, tokenizer = load_model(args.model_path)
     base = recipe(args.quick)
     lora = {k: base.pop(k) for k in ("use_lora", "lora_r", "lora_alpha", "lora_dropout")}
+    info: dict = {}
     if run["experiment"] == "hh":
-        train = load_preference_data(str(args.hh / "train.conversational.jsonl"))
-        test = load_preference_data(str(args.hh / "dev.conversational.jsonl"))
+        train, info["dropped_empty"] = without_empty_responses(
+            load_preference_data(str(args.hh / "train.conversational.jsonl"))
+        )
+        test, info["dropped_empty_dev"] = without_empty_responses(
+            load_preference_data(str(args.hh / "dev.conversational.jsonl"))
+        )
         base.update(HH_RECIPE)
         if args.quick:
             base.update(max_steps=2, per_device_train_batch_size=2, max_length=128, anchor_max_new_tokens=4)
@@ -190,7 +202,7 @@ def train_and_evaluate(run: dict, args) -> dict:
     else:
         train = load_preference_data(str(builtin_dataset_path("demo", "train")))
         test = load_preference_data(str(builtin_dataset_path("demo", "test")))
-    info: dict = {"train_pairs": len(train), "test_pairs": len(test)}
+    info.update(train_pairs=len(train), test_pairs=len(test))
     if run.get("flip"):
         train, info["flipped"] = flip_pairs(train, run["flip"], run["seed"])
     overrides = dict(METHODS[run["method"]])
