@@ -62,7 +62,7 @@ def test_nothing_to_gain_and_bad_rows():
 )
 def test_packed_features_stats_and_gradients_equal_padded_rows(tokenizer, monkeypatch, arch, attn, one_row):
     """``one_row`` packs all sequences into one row, the FlashAttention layout, here through SDPA's block mask."""
-    monkeypatch.setattr(packing, "_flash", lambda model: one_row)
+    monkeypatch.setattr(packing, "is_flash", lambda config: one_row)
     model, ref = BUILDERS[arch](tokenizer, seed=1), BUILDERS[arch](tokenizer, seed=0)
     model.config._attn_implementation = attn
     batch = collated_batch(tokenizer, pairs=varied_pairs)

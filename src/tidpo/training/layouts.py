@@ -19,16 +19,16 @@ Every layout has the same few methods, so the training step calls them without a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from tidpo.importance import embedding_attributions, response_logp_target, target_attributions
+from tidpo.training import packing
 from tidpo.training.anchors import AnchorBatch, sample_anchors
 from tidpo.training.head import Features
-from tidpo.training.packing import packed_forward
 
 
 @dataclass
@@ -45,6 +45,27 @@ def attach(embeds: Tensor, graph: bool) -> Tensor:
     """``embeds`` as a point to take the attribution gradient at: a fresh leaf when the lookup has no graph (frozen
     embeddings, e.g. LoRA); unchanged without ``graph``."""
     return embeds.detach().requires_grad_(True) if graph and not embeds.requires_grad else embeds
+
+
+@contextlib.contextmanager
+def captured_embeddings(
+    model: nn.Module, make: Callable[[Tensor], Tensor], feed: Callable[[Tensor], Tensor] | None = None
+) -> Iterator[list[Tensor]]:
+    """While active, each forward's embedding output ``e`` is replaced by ``feed(make(e))`` (``feed`` defaults
+    to the identity), and ``make(e)`` is appended to the yielded list. The embeddings are thus taken inside the
+    model's own forward, where DDP sees the embedding weight used and FSDP2 has unsharded it (a direct call of
+    the embedding layer on sharded weights fails, pytorch#156535). ``model`` is the unwrapped module."""
+    captured: list[Tensor] = []
+
+    def hook(module, args, output):
+        captured.append(make(output))
+        return captured[-1] if feed is None else feed(captured[-1])
+
+    handle = model.get_input_embeddings().register_forward_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
 
 
 def graph_mode(graph: bool):
@@ -73,10 +94,16 @@ class PaddedRows:
 
     def policy_forward(self, model: nn.Module, batch, graph: bool) -> PolicyForward:
         """The policy on the batch; with ``graph``, the embeddings are kept for the fused attribution."""
-        embeds = attach(self.unwrap(model).get_input_embeddings()(batch["input_ids"]), graph)
         with graph_mode(graph):
-            features = self.rows_forward(model, batch["attention_mask"], inputs_embeds=embeds)
+            features, embeds = self.embedded_rows_forward(model, batch, lambda e: attach(e, graph))
         return PolicyForward(features, embeds)
+
+    def embedded_rows_forward(self, model: nn.Module, batch, make: Callable[[Tensor], Tensor]):
+        """Whole rows through ``model`` with the embedding output replaced by ``make(e)``: the features, and the
+        embeddings ``make(e)`` ``(2B, L, D)`` (see :func:`captured_embeddings`)."""
+        with captured_embeddings(self.unwrap(model), make) as embeds:
+            features = self.rows_forward(model, batch["attention_mask"], input_ids=batch["input_ids"])
+        return features, embeds[0]
 
     def ref_forward(self, ref: nn.Module, batch) -> Features:
         return self.rows_forward(ref, batch["attention_mask"], input_ids=batch["input_ids"])
@@ -118,4 +145,17 @@ class PackedRows(PaddedRows):
     name = "packed rows"
 
     def call(self, model: nn.Module, attention_mask: Tensor, **tokens) -> Tensor:
-        return packed_forward(model, attention_mask, **tokens, use_cache=False)
+        return packing.packed_forward(
+            model, attention_mask, **tokens, use_cache=False, config=self.unwrap(model).config
+        )
+
+    def embedded_rows_forward(self, model: nn.Module, batch, make: Callable[[Tensor], Tensor]):
+        """The embeddings are captured in the padded frame ``(2B, L, D)`` (unpacked from the forward's packed
+        lookup, then packed again as its input), so the attributions come out per padded row."""
+        module, mask = self.unwrap(model), batch["attention_mask"]
+        rows = packing.PackedRows.from_mask(mask, one_row=packing.is_flash(module.config))
+        if rows is None:
+            return super().embedded_rows_forward(model, batch, make)
+        with captured_embeddings(module, lambda e: make(rows.unpack(e)), feed=rows.pack) as embeds:
+            features = self.rows_forward(model, mask, input_ids=batch["input_ids"])
+        return features, embeds[0]

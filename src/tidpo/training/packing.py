@@ -23,8 +23,9 @@ import torch
 from torch import Tensor, nn
 
 
-def _flash(model: nn.Module) -> bool:
-    return "flash" in str(getattr(model.config, "_attn_implementation", "") or "")
+def is_flash(config) -> bool:
+    """Whether ``config`` selects a flash-attention kernel (which packs into one row)."""
+    return "flash" in str(getattr(config, "_attn_implementation", "") or "")
 
 
 @dataclass
@@ -107,11 +108,12 @@ class PackedRows:
         return self.packed_shape[0] * self.packed_shape[1] / (self.shape[0] * self.shape[1])
 
 
-def packed_forward(model: nn.Module, attention_mask: Tensor, **inputs):
+def packed_forward(model: nn.Module, attention_mask: Tensor, config=None, **inputs):
     """``model(**inputs)`` over ``attention_mask``'s rows packed without padding, outputs ``.logits`` unpacked
     to the padded layout; a plain padded call when packing saves nothing. ``inputs`` holds ``input_ids`` or
-    ``inputs_embeds`` ``(B, L, ·)`` and keyword arguments such as ``use_cache``."""
-    packing = PackedRows.from_mask(attention_mask, one_row=_flash(model))
+    ``inputs_embeds`` ``(B, L, ·)`` and keyword arguments such as ``use_cache``; ``config`` is the model's
+    config (default ``model.config``; pass it when ``model`` is a DDP wrapper, which has none)."""
+    packing = PackedRows.from_mask(attention_mask, one_row=is_flash(config or model.config))
     if packing is None:
         return model(attention_mask=attention_mask, **inputs).logits
     for key in ("input_ids", "inputs_embeds"):

@@ -27,7 +27,7 @@ from tidpo.importance.attribution import attribution_target, gradient_scores
 from tidpo.ops import left_align, move_to_frame
 from tidpo.training.anchors import AnchorBatch, anchor_batch
 from tidpo.training.head import Features, hidden_states_as_output
-from tidpo.training.layouts import PaddedRows, PolicyForward, attach, graph_mode
+from tidpo.training.layouts import PaddedRows, PolicyForward, attach, captured_embeddings, graph_mode
 
 
 def _base(model: nn.Module) -> nn.Module:
@@ -334,10 +334,11 @@ class SharedPrompt(PaddedRows):
         return sharing
 
     def policy_forward(self, model: nn.Module, sharing: PromptSharing, graph: bool) -> PolicyForward:
-        prompt_embeds, embeds = sharing.embed(self.unwrap(model).get_input_embeddings())
-        embeds, prompt_embeds = attach(embeds, graph), attach(prompt_embeds, graph and self.prompt_attributions)
-        with graph_mode(graph):
-            features = forward_shared_prompt(model, sharing, embeds, prompt_embeds)
+        # the embeddings are captured inside the two forwards: the prompts' (B, P, D), then the responses' (2B, R, D)
+        keep = iter((graph and self.prompt_attributions, graph))
+        with graph_mode(graph), captured_embeddings(self.unwrap(model), lambda e: attach(e, next(keep))) as captured:
+            features = forward_shared_prompt(model, sharing)
+        prompt_embeds, embeds = captured
         return PolicyForward(features, embeds, prompt_embeds if graph and self.prompt_attributions else None)
 
     def ref_forward(self, ref: nn.Module, sharing: PromptSharing) -> Features:

@@ -3,7 +3,7 @@
 - :class:`FusedAttribution` (default): Eqs. 5–6 from the policy forward's own graph, one extra backward to the
   input embeddings only (the layout knows where they are).
 - :class:`SeparateAttribution`: a second forward of whole rows from detached embeddings (the authors' code), the
-  oracle of the fused route.
+  oracle of the fused route; it runs on the unwrapped module, outside DDP.
 - :class:`NoAttribution`: the estimator does not use the attribution (``uniform``, ``prior``, ``random``,
   ``custom``, ``columns``, ``columns_raw``, or ``λ = 0``).
 
@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
-from tidpo.importance import separate_attributions, token_weights
+from tidpo.importance import embedding_attributions, target_attributions, token_weights
 from tidpo.training.anchors import elapsed
 
 
@@ -55,15 +56,17 @@ class SeparateAttribution(FusedAttribution):
         start = time.perf_counter()
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         layout = self.layout
-
-        def target(embeds: Tensor) -> Tensor:
-            features = layout.rows_forward(model, mask, inputs_embeds=embeds)
+        # the unwrapped module: autograd.grad through a DDP wrapper is wrong (pytorch#47562) and would leave its
+        # reducer waiting for a backward; the embeddings are fresh leaves taken inside the forward (FSDP2-safe)
+        module = layout.unwrap(model)
+        with torch.enable_grad():
+            features, embeds = layout.embedded_rows_forward(module, inputs, lambda e: e.detach().requires_grad_(True))
             if self.target == "response_logp":
-                return layout.response_logp(features, ids, inputs["completion_mask"])
-            return layout.head.target_logits(features, mask)
-
-        embeds = layout.unwrap(model).get_input_embeddings()(ids)
-        attributions = separate_attributions(target, embeds, mask, scalar=self.target == "response_logp")
+                scalar = layout.response_logp(features, ids, inputs["completion_mask"])
+                attributions = target_attributions(scalar, embeds, mask, retain_graph=False)
+            else:
+                attributions = embedding_attributions(layout.head.target_logits(features, mask), embeds, mask,
+                                                      retain_graph=False)  # fmt: skip
         log("time/attribution", elapsed(start))
         return attributions
 
