@@ -151,9 +151,11 @@ class DeferredBackward(JointBackward):
 class AnchorStep:
     """Sample anchors (timed), score them with both models, and take Eq. 13 over the response frames."""
 
-    def __init__(self, layout, reference, generation_config: GenerationConfig, margin: float, backward):
+    def __init__(self, layout, reference, generation_config: GenerationConfig, margin: float, backward, sampling=None):
         self.layout, self.reference, self.config = layout, reference, generation_config
         self.margin, self.backward = margin, backward
+        # model -> the context of one draw (its seed, gathered parameters; tidpo.training.distributed.AnchorSampling)
+        self.sampling = sampling or (lambda model: contextlib.nullcontext())
 
     def __call__(self, model, batch, policy, ref, rho: Tensor, completion_mask: Tensor, log):
         """Returns the triplet output and, with a deferred backward, the :class:`PendingAnchorBackward`.
@@ -163,7 +165,8 @@ class AnchorStep:
             log: ``(name, value)`` → the step's metrics.
         """
         start = time.perf_counter()
-        anchors = self.layout.sample_anchors(model, batch, policy, self.config)
+        with self.sampling(self.layout.unwrap(model)):
+            anchors = self.layout.sample_anchors(model, batch, policy, self.config)
         log("time/anchor_sampling", elapsed(start))
         with self.backward.scoring_context():
             anchor_policy = self.layout.anchor_policy_features(model, anchors, policy)

@@ -195,6 +195,13 @@ class TIDPOConfig(TrainingArguments):
     # TrainingArguments defaults changed for preference training (as TRL does).
     learning_rate: float = field(default=1e-6, metadata=_help("Initial learning rate (AdamW)."))
     logging_steps: float = field(default=10, metadata=_help("Log every N steps (or a ratio of the total)."))
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata=_help(
+            "DDP's find_unused_parameters. False: every trainable parameter gets a gradient in every step (the "
+            "chunked head uses the output layer outside the forward, which DDP's search would take for unused)."
+        ),
+    )
     remove_unused_columns: bool = field(
         default=False, metadata=_help("Kept False: the preference columns are not model-forward arguments.")
     )

@@ -32,11 +32,16 @@ TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 
 
 def weights_digest(model: nn.Module) -> str:
-    """BLAKE2b of every parameter and buffer of ``model`` (name, shape, dtype and bytes), LoRA weights excluded."""
+    """BLAKE2b of every parameter and buffer of ``model`` (name, shape, dtype and bytes), LoRA weights excluded.
+    Sharded (``DTensor``) weights are gathered first, so every process of a run computes the same key."""
+    from torch.distributed.tensor import DTensor
+
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in sorted(model.state_dict().items()):
         if "lora_" in name:
             continue
+        if isinstance(tensor, DTensor):
+            tensor = tensor.full_tensor()
         raw = tensor.detach().contiguous().view(-1).view(torch.uint8)  # the bytes, whatever the dtype
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
         digest.update(raw.cpu().numpy().tobytes())
@@ -90,15 +95,16 @@ def score_dataset(
 
 def with_reference_logps(
     dataset,
-    reference: nn.Module,
+    weights_key: str,
     score: Callable[[], dict[str, list[list[float]]]],
     max_length: int | None,
     name: str,
 ):
-    """``dataset`` with the two per-token reference columns, from the cache or from ``score()`` (then cached)."""
+    """``dataset`` with the two per-token reference columns, from the cache or from ``score()`` (then cached);
+    ``weights_key`` is the reference's :func:`weights_digest`."""
     if set(REF_TOKEN_KEYS) <= set(dataset.column_names):
         return dataset
-    path = cache_path(data_digest(dataset, max_length), weights_digest(reference))
+    path = cache_path(data_digest(dataset, max_length), weights_key)
     if path.is_file():
         columns = torch.load(path, weights_only=True)
         logger.info("precompute_ref_logps: %s reference log-probs read from %s", name, path)

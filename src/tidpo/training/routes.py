@@ -93,16 +93,24 @@ def _model_checks(models: dict[str, nn.Module], probe: Callable[[nn.Module], str
     return [lambda n=n, m=m: None if (p := probe(m)) is None else f"the {n}: {p}" for n, m in models.items()]
 
 
-def resolve_routes(args, models: dict[str, nn.Module], collator_problem: Callable[[], str | None]) -> Routes:
+def resolve_routes(
+    args, models: dict[str, nn.Module], collator_problem: Callable[[], str | None], sharded_by: str | None = None
+) -> Routes:
     """The routes for ``args`` (a :class:`~tidpo.TIDPOConfig`) and ``models`` (name → unwrapped module: the policy,
     and the reference when it is a separate module). ``collator_problem()`` says why the data collator's batches
-    cannot be split into shared prompts (None when they can)."""
+    cannot be split into shared prompts (None when they can); ``sharded_by`` names the engine that shards the
+    parameters (FSDP, ZeRO-3; :func:`tidpo.training.distributed.sharding_engine`), if any."""
     resolution = _Resolution()
+    head_checks = [
+        lambda: None if sharded_by is None else (
+            f"{sharded_by} shards the output layer's weight, which the chunked head multiplies outside the layer's "
+            "forward"
+        ),
+        lambda: _unused_head_problem(args, models["policy"]),
+        *_model_checks(models, chunked_head_problem),
+    ]  # fmt: skip
     chunked = args.chunked_logits is not False and resolution.refuse(
-        "chunked_logits",
-        args.chunked_logits is True,
-        _first_problem(_model_checks(models, chunked_head_problem)),
-        "set chunked_logits=False",
+        "chunked_logits", args.chunked_logits is True, _first_problem(head_checks), "set chunked_logits=False"
     )
     layout = "whole rows"
     if args.padding_free:
@@ -137,6 +145,16 @@ def resolve_routes(args, models: dict[str, nn.Module], collator_problem: Callabl
     )
 
 
+def _unused_head_problem(args, policy: nn.Module) -> str | None:
+    """DDP's search for unused parameters starts from the forward's output, which the chunked head's output layer
+    is not part of: a trainable, untied head weight would be marked ready twice in one backward."""
+    head, embedding = policy.get_output_embeddings(), policy.get_input_embeddings()
+    trainable = head is not None and head.weight.requires_grad and head.weight is not embedding.weight
+    if args.ddp_find_unused_parameters and args.world_size > 1 and trainable:
+        return "with ddp_find_unused_parameters=True, DDP takes the output layer's weight for unused"
+    return None
+
+
 @dataclass(frozen=True)
 class StepPolicies:
     """What one step calls, for one mode (train or eval)."""
@@ -159,9 +177,12 @@ class Engine:
     steps: dict[str, StepPolicies]
 
 
-def build_engine(routes: Routes, args, ref_model, unwrap, generation_config, importance_fn=None, workspace=None):
+def build_engine(
+    routes: Routes, args, ref_model, unwrap, generation_config, importance_fn=None, workspace=None, sampling=None
+):
     """The objects of ``routes`` for ``args``; ``ref_model`` is the explicit reference (None: the PEFT policy with
-    its adapters disabled)."""
+    its adapters disabled); ``sampling`` is the context of each anchor draw (see
+    :class:`tidpo.training.distributed.AnchorSampling`)."""
     head = (
         ChunkedHead(args.logits_chunk_size, workspace, unwrap) if routes.head == "chunked" else FullLogitsHead(unwrap)
     )
@@ -180,7 +201,7 @@ def build_engine(routes: Routes, args, ref_model, unwrap, generation_config, imp
     def anchors(backward):
         if routes.anchor_backward == "none":
             return NoAnchors()
-        return AnchorStep(layout, live, generation_config, args.triplet_margin, backward)
+        return AnchorStep(layout, live, generation_config, args.triplet_margin, backward, sampling)
 
     train = StepPolicies(
         attribution(layout, args.attribution_target) if attribution else NoAttribution(),

@@ -25,10 +25,11 @@ from tidpo.data import (
 from tidpo.lm_head import HeadWorkspace
 from tidpo.losses import sequence_kl, ti_dpo_base_loss, ti_dpo_objective, weighted_logratio
 from tidpo.training.config import TIDPOConfig
+from tidpo.training.distributed import AnchorSampling, generation_gather, prepare_reference, sharding_engine
 from tidpo.training.metrics import MetricBuffer, record_step
 from tidpo.training.prompt_cache import PromptSharing
-from tidpo.training.ref_cache import score_dataset, with_reference_logps
-from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model
+from tidpo.training.ref_cache import score_dataset, weights_digest, with_reference_logps
+from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model, reference_model
 from tidpo.training.routes import build_engine, resolve_routes
 
 logger = logging.getLogger("tidpo")
@@ -88,7 +89,9 @@ class TIDPOTrainer(Trainer):
             processing_class=processing_class,
             **kwargs,
         )
-        self.ref_model = None if ref_model is None else self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+        # the cache key of precomputed reference log-probs: the reference's weights as given, before any sharding
+        self._ref_weights_key = _reference_key(model, ref_model) if args.precompute_ref_logps else None
+        self.ref_model = prepare_reference(self.accelerator, ref_model)
         self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
         self._anchor_backward = None  # the deferred anchor backward of the step in progress
         self.routes = self._resolve_routes(ref_model)
@@ -100,6 +103,8 @@ class TIDPOTrainer(Trainer):
             # costs page faults; a GPU's caching allocator already reuses memory, and kept buffers would only add
             # to its peak
             workspace=HeadWorkspace() if args.device.type == "cpu" else None,
+            sampling=AnchorSampling(args.seed, self.accelerator.process_index, lambda: self.state.global_step,
+                                    generation_gather(self.accelerator)),
         )  # fmt: skip
         if self.routes.reference == "cached":
             self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
@@ -109,7 +114,7 @@ class TIDPOTrainer(Trainer):
         models = {"policy": self.accelerator.unwrap_model(self.model)}
         if ref_model is not None:
             models["reference"] = ref_model
-        routes = resolve_routes(self.args, models, self._collator_problem)
+        routes = resolve_routes(self.args, models, self._collator_problem, sharding_engine(self.accelerator, models))
         logger.log(logging.WARNING if routes.fallbacks else logging.INFO, "tidpo routes: %s", routes)
         return routes
 
@@ -205,8 +210,7 @@ class TIDPOTrainer(Trainer):
                 self.args.per_device_eval_batch_size, self.args.device, desc=f"reference log-probs ({name})",
             )  # fmt: skip
 
-        with live.module(self.model) as reference:
-            return with_reference_logps(dataset, reference, score, self.args.max_length, name)
+        return with_reference_logps(dataset, self._ref_weights_key, score, self.args.max_length, name)
 
     # ---- metrics ------------------------------------------------------------------------------------------
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
@@ -253,7 +257,9 @@ def _models(model, ref_model, args: TIDPOConfig, tokenizer, peft_config):
         raise ValueError("the tokenizer has no eos_token; TI-DPO needs one to end every response")
     if peft_config is not None:
         from peft import get_peft_model
+        from transformers import set_seed
 
+        set_seed(args.seed)  # the adapters' initialisation follows the run's seed (as Trainer's model_init does)
         model = get_peft_model(model, peft_config)
     if ref_model is None and not is_peft_model(model):
         ref_model = frozen_copy(model)
@@ -264,6 +270,15 @@ def _models(model, ref_model, args: TIDPOConfig, tokenizer, peft_config):
     if ref_model is not None:
         ref_model.eval().requires_grad_(False)
     return model, ref_model, tokenizer
+
+
+def _reference_key(policy: nn.Module, ref_model: nn.Module | None) -> str:
+    """:func:`~tidpo.training.ref_cache.weights_digest` of π_ref: the explicit reference, or the PEFT policy's
+    base weights (its adapters are left out of the digest)."""
+    if ref_model is not None:
+        return weights_digest(ref_model)
+    with reference_model(policy, None) as reference:
+        return weights_digest(reference)
 
 
 def _anchor_generation_config(args: TIDPOConfig, tokenizer) -> GenerationConfig:
