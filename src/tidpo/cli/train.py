@@ -21,6 +21,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from tidpo.cli.common import CLIError, is_adapter_folder, load_causal_lm, load_dataset_arg, resolve_model_path
+from tidpo.cli.launch import profiles, relaunch, split_launch_flag
 from tidpo.training.config import TIDPOConfig
 
 USAGE = "tidpo train --model MODEL --dataset DATA --output_dir DIR [--config FILE.yaml] [options]"
@@ -127,6 +128,11 @@ def make_parser() -> HfArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of options (keys = flag names).")
+    parser.add_argument(
+        "--accelerate_config", metavar="NAME|FILE",
+        help=f"Re-run this command under `accelerate launch` with a shipped profile ({', '.join(profiles())}; "
+        "one process per visible GPU) or your own accelerate config file. See docs/distributed.md.",
+    )  # fmt: skip
     _add_config_arguments(parser)
     parser.set_defaults(**CLI_DEFAULTS)
     return parser
@@ -190,7 +196,7 @@ def yaml_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
     if not isinstance(data, dict):
         raise CLIError(f"--config {path} must be a mapping of option: value, got a {type(data).__name__}")
     flags = {opt[2:]: a for opt, a in parser._option_string_actions.items() if opt.startswith("--")}
-    for reserved in ("help", "config"):
+    for reserved in ("help", "config", "accelerate_config"):
         flags.pop(reserved)
     defaults = {}
     for key, value in data.items():
@@ -342,7 +348,10 @@ def build_trainer(run: TrainRun):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    run = parse_train_args(argv)
+    profile, argv = split_launch_flag(argv)
+    run = parse_train_args(argv)  # every flag is checked here, before any process is launched
+    if profile is not None:
+        return relaunch(profile, argv)
     return train(run, argv)
 
 
@@ -362,7 +371,9 @@ def train(run: TrainRun, argv: list[str]) -> int:
     result = trainer.train(resume_from_checkpoint=run.config.resume_from_checkpoint)
     eval_after = _final_eval(trainer) if trainer.eval_dataset is not None else None
     trainer.save_model()
-    if not trainer.is_world_process_zero():
+    main_process = trainer.is_world_process_zero()
+    _end_processes(trainer)
+    if not main_process:
         return 0
     curves = None
     if has_curves(metrics_path):  # a run too short to log has nothing to draw; the report says so
@@ -383,6 +394,16 @@ def train(run: TrainRun, argv: list[str]) -> int:
     card = write_model_card(out / "README.md", summary)
     _print_report(run, result.metrics, eval_after, metrics_path, curves, card, time.perf_counter() - start)
     return 0
+
+
+def _end_processes(trainer) -> None:
+    """Wait for every process, then close the process group: a gloo group left open at interpreter exit can abort
+    one rank ("terminate called without an active exception") after a run that succeeded."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        trainer.accelerator.wait_for_everyone()
+        dist.destroy_process_group()
 
 
 def _final_eval(trainer) -> dict:
