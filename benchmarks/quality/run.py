@@ -130,6 +130,19 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__}
 
 
+def code_version() -> str:
+    """The commit the run's code came from (``+dirty`` when the working tree had changes), or "unknown"."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True)  # fmt: skip
+    except OSError:
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def recipe(quick: bool) -> dict:
     """The demo's training settings (demo.yaml without its method keys), or a 2-step one for ``--quick``."""
     import yaml
@@ -282,7 +295,7 @@ def run_one(run: dict, args) -> None:
     start = time.perf_counter()
     result = weights_run(args) if run["experiment"] == "weights" else train_and_evaluate(run, args)
     result.update(seconds=time.perf_counter() - start, date=dt.date.today().isoformat(), machine=machine(),
-                  model=args.model)  # fmt: skip
+                  model=args.model, code=code_version())  # fmt: skip
     path = result_path(args.results, run)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
