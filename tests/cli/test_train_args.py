@@ -122,3 +122,16 @@ SHIPPED_YAML = sorted(Path(tidpo_package.__file__).parent.glob("resources/*.yaml
 def test_shipped_yaml_files_parse(path):
     run = parse_train_args(["--config", str(path), *REQUIRED])
     assert run.config.output_dir == "out"
+
+
+def test_trls_flag_spellings_are_aliases_on_the_command_line_and_in_yaml(tmp_path):
+    trl = ["--model_name_or_path", "m", "--dataset_name", "d.jsonl", "--dataset_train_split", "dev", "--use_peft",
+           "--output_dir", "out"]  # fmt: skip
+    run = parse_train_args(trl)
+    assert (run.script.model, run.script.dataset, run.script.dataset_split, run.lora.use_lora) == (
+        "m", "d.jsonl", "dev", True,
+    )  # fmt: skip
+    config = tmp_path / "run.yaml"
+    config.write_text("model_name_or_path: m2\nuse_peft: true\n")
+    run = parse_train_args(["--config", str(config), "--dataset", "d.jsonl", "--output_dir", "out"])
+    assert (run.script.model, run.lora.use_lora) == ("m2", True)

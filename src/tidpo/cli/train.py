@@ -42,13 +42,23 @@ class ScriptArguments:
     _argument_group_name = "model and data"
 
     model: str | None = field(
-        default=None, metadata={"help": "Local Hugging Face model folder, or built-in 'smollm2-135m-instruct'."}
+        default=None,
+        metadata={
+            "help": "Local Hugging Face model folder, or built-in 'smollm2-135m-instruct'.",
+            "aliases": ["--model_name_or_path"],  # TRL's spelling
+        },
     )
     dataset: str | None = field(
         default=None,
-        metadata={"help": "Training pairs: a .jsonl/.json/.csv/.parquet file, a save_to_disk folder, or 'demo'."},
+        metadata={
+            "help": "Training pairs: a .jsonl/.json/.csv/.parquet file, a save_to_disk folder, or 'demo'.",
+            "aliases": ["--dataset_name"],  # TRL's spelling
+        },
     )
-    dataset_split: str = field(default="train", metadata={"help": "Split of --dataset (DatasetDict or 'demo')."})
+    dataset_split: str = field(
+        default="train",
+        metadata={"help": "Split of --dataset (DatasetDict or 'demo').", "aliases": ["--dataset_train_split"]},
+    )
     eval_dataset: str | None = field(
         default=None, metadata={"help": "Held-out pairs (same forms as --dataset), evaluated after training."}
     )
@@ -66,7 +76,10 @@ class LoraArguments:
 
     _argument_group_name = "LoRA"
 
-    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of every weight."})
+    use_lora: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters instead of every weight.", "aliases": ["--use_peft"]},  # TRL's
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank r."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling α (the update is scaled by α / r)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
