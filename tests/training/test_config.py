@@ -75,3 +75,10 @@ def test_needs_attribution(importance, mix, expected):
 def test_weight_columns_and_when_all_zero_rows_are_allowed(importance, mix, columns, zero_rows):
     c = _config(importance=importance, importance_mix=mix)
     assert (c.needs_weight_columns, c.allows_zero_weight_rows) == (columns, zero_rows)
+
+
+def test_precompute_ref_logps_is_a_deprecated_alias_of_trls_name():
+    with pytest.warns(FutureWarning, match="use precompute_ref_log_probs"):
+        args = TIDPOConfig(output_dir="x", precompute_ref_logps=True, kl_mode="none", triplet_weight=0.0)
+    assert args.precompute_ref_log_probs is True
+    assert TIDPOConfig(output_dir="x").precompute_ref_log_probs is False

@@ -118,7 +118,7 @@ def test_reference_log_probs_precomputed_from_packed_rows_equal_padded_ones(toke
     runs = {}
     for flag in (True, False):
         monkeypatch.setenv("TIDPO_CACHE", str(tmp_path / f"cache-{flag}"))  # each run scores its own cache
-        runs[flag] = _train(tokenizer, tmp_path, flag, False, precompute_ref_logps=True, kl_mode="none",
+        runs[flag] = _train(tokenizer, tmp_path, flag, False, precompute_ref_log_probs=True, kl_mode="none",
                             triplet_weight=0.0)  # fmt: skip
     (packed, packed_rows), (padded, padded_rows) = runs[True], runs[False]
     assert 8 in padded_rows and 8 not in packed_rows

@@ -1,4 +1,4 @@
-"""``precompute_ref_logps``: per-token reference log-probs computed once, cached on disk, read from the batch.
+"""``precompute_ref_log_probs``: per-token reference log-probs computed once, cached on disk, read from the batch.
 Training with them equals training with the live reference; the reference never runs in the steps; the cache
 is read back on a second run and keyed by the data and the reference's weights; misuse fails loudly."""
 
@@ -32,7 +32,7 @@ def _trainer(tokenizer, tmp_path, precompute: bool, ref=None, **overrides):
     ref.model.layers[0].register_forward_hook(count)
     args = config(
         tmp_path, per_device_train_batch_size=4, per_device_eval_batch_size=3, optim="sgd", learning_rate=0.5,
-        max_steps=2, precompute_ref_logps=precompute, **{**REF_FREE, **overrides},
+        max_steps=2, precompute_ref_log_probs=precompute, **{**REF_FREE, **overrides},
     )  # fmt: skip
     trainer = TIDPOTrainer(
         model=make_model(tokenizer, seed=1), ref_model=ref, args=args, train_dataset=sentiment_pairs(8),
@@ -91,8 +91,8 @@ def test_cached_values_are_the_reference_log_probs_of_the_response_tokens(tokeni
 
 @pytest.mark.parametrize("overrides", [{"kl_mode": "tdpo2"}, {"triplet_weight": 0.1}])
 def test_a_step_that_needs_the_live_reference_refuses_the_cache(tmp_path, overrides):
-    with pytest.raises(ValueError, match="precompute_ref_logps needs"):
-        TIDPOConfig(output_dir=str(tmp_path), precompute_ref_logps=True, **{**REF_FREE, **overrides})
+    with pytest.raises(ValueError, match="precompute_ref_log_probs needs"):
+        TIDPOConfig(output_dir=str(tmp_path), precompute_ref_log_probs=True, **{**REF_FREE, **overrides})
 
 
 def test_cached_values_that_do_not_fit_the_rows_name_the_pair(tokenizer):

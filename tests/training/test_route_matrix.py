@@ -49,7 +49,7 @@ def _options(head, layout, attribution, reference, anchor_backward) -> dict:
         "padding_free": layout == "packed rows",
         "share_prompt": layout == "shared prompt",
         "attribution": attribution,
-        "precompute_ref_logps": reference == "cached",
+        "precompute_ref_log_probs": reference == "cached",
         **(REFERENCE_FREE if anchor_backward == "none" else {**WITH_ANCHORS, "anchor_backward": anchor_backward}),
     }
     return options

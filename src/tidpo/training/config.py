@@ -7,6 +7,7 @@ always wins over the preset; one that contradicts the baseline is an error.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -133,14 +134,17 @@ class TIDPOConfig(TrainingArguments):
         ),
     )
     logits_chunk_size: int = field(default=1024, metadata=_help("Response tokens per chunk with chunked_logits."))
-    precompute_ref_logps: bool = field(
+    precompute_ref_log_probs: bool = field(
         default=False,
         metadata=_help(
             "Score the data with the reference once before training (cached on disk, keyed by the tokenised data, "
             "max_length and the reference's weights) and read per-token reference log-probs from the batch instead "
             "of running the reference every step. Only when nothing else needs it: kl_mode='none' and "
-            "triplet_weight=0."
+            "triplet_weight=0. (TRL's name; `precompute_ref_logps` is its deprecated alias.)"
         ),
+    )
+    precompute_ref_logps: bool | None = field(
+        default=None, metadata=_help("Deprecated: the old name of precompute_ref_log_probs (removed in 0.3).")
     )
     share_prompt: bool | None = field(
         default=None,
@@ -207,6 +211,12 @@ class TIDPOConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        if self.precompute_ref_logps is not None:
+            warnings.warn(
+                "precompute_ref_logps is deprecated; use precompute_ref_log_probs (TRL's name)", FutureWarning,
+                stacklevel=3,
+            )  # fmt: skip
+            self.precompute_ref_log_probs = self.precompute_ref_log_probs or self.precompute_ref_logps
         self._resolve_method_fields()
         super().__post_init__()
 
@@ -257,9 +267,9 @@ class TIDPOConfig(TrainingArguments):
                 "padding_free packs whole rows, while share_prompt=True runs each prompt once and continues it row by "
                 "row; drop one of them"
             )
-        if self.precompute_ref_logps and (self.kl_weight > 0 or self.triplet_weight > 0):
+        if self.precompute_ref_log_probs and (self.kl_weight > 0 or self.triplet_weight > 0):
             raise ValueError(
-                "precompute_ref_logps needs a step that uses the reference only for the dataset's own tokens: "
+                "precompute_ref_log_probs needs a step that uses the reference only for the dataset's own tokens: "
                 f"kl_mode='none' and triplet_weight=0 (got kl_mode={self.kl_mode!r}, kl_weight={self.kl_weight}, "
                 f"triplet_weight={self.triplet_weight}); the KL needs its full distribution and anchors are new "
                 "every step"

@@ -1,4 +1,4 @@
-"""Per-token reference log-probs computed once and cached on disk (``precompute_ref_logps=True``).
+"""Per-token reference log-probs computed once and cached on disk (``precompute_ref_log_probs=True``).
 
 When nothing in a step needs the live reference (``kl_mode="none"`` and ``triplet_weight=0``: the KL needs the
 reference's full distribution and the anchors are new every step), the reference is only ever asked for the
@@ -107,14 +107,14 @@ def with_reference_logps(
     path = cache_path(data_digest(dataset, max_length), weights_key)
     if path.is_file():
         columns = torch.load(path, weights_only=True)
-        logger.info("precompute_ref_logps: %s reference log-probs read from %s", name, path)
+        logger.info("precompute_ref_log_probs: %s reference log-probs read from %s", name, path)
     else:
         columns = score()
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.partial")
         torch.save(columns, partial)
         partial.replace(path)
-        logger.info("precompute_ref_logps: %s reference log-probs written to %s", name, path)
+        logger.info("precompute_ref_log_probs: %s reference log-probs written to %s", name, path)
     if any(len(columns[c]) != len(dataset) for c in REF_TOKEN_KEYS):
         raise ValueError(f"{path}: holds {len(columns[REF_TOKEN_KEYS[0]])} rows for a {len(dataset)}-row dataset")
     for column in REF_TOKEN_KEYS:

@@ -78,13 +78,13 @@ class LiveReference:
         )
 
     def per_token_logps(self, policy: nn.Module, inputs):
-        """``(2B, L)`` reference log-probs of a collated batch (what ``precompute_ref_logps`` caches)."""
+        """``(2B, L)`` reference log-probs of a collated batch (what ``precompute_ref_log_probs`` caches)."""
         features = self.forward(policy, self.layout.split(inputs))
         return self.token_stats(features, None, inputs, with_kl=False).per_token_logps
 
 
 class CachedReference(LiveReference):
-    """The reference route ``cached`` (``precompute_ref_logps``): the batch carries π_ref's per-token log-probs
+    """The reference route ``cached`` (``precompute_ref_log_probs``): the batch carries π_ref's per-token log-probs
     (``ref_token_logps``, computed once before training), so no reference runs in the step."""
 
     name = "cached"

@@ -139,7 +139,7 @@ def resolve_routes(
         head="chunked" if chunked else "full logits",
         layout=layout,
         attribution=args.attribution if args.needs_attribution else "none",
-        reference="cached" if args.precompute_ref_logps else "live",
+        reference="cached" if args.precompute_ref_log_probs else "live",
         anchor_backward="none" if args.triplet_weight == 0 else ("deferred" if deferred else "joint"),
         fallbacks=tuple(resolution.fallbacks),
     )

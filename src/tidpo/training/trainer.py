@@ -90,7 +90,7 @@ class TIDPOTrainer(Trainer):
             **kwargs,
         )
         # the cache key of precomputed reference log-probs: the reference's weights as given, before any sharding
-        self._ref_weights_key = _reference_key(model, ref_model) if args.precompute_ref_logps else None
+        self._ref_weights_key = _reference_key(model, ref_model) if args.precompute_ref_log_probs else None
         self.ref_model = prepare_reference(self.accelerator, ref_model)
         self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
         self._anchor_backward = None  # the deferred anchor backward of the step in progress
