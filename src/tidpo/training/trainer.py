@@ -29,7 +29,7 @@ from tidpo.training.distributed import AnchorSampling, generation_gather, prepar
 from tidpo.training.metrics import MetricBuffer, record_step
 from tidpo.training.prompt_cache import PromptSharing
 from tidpo.training.ref_cache import score_dataset, weights_digest, with_reference_logps
-from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model, reference_model
+from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model
 from tidpo.training.routes import build_engine, resolve_routes
 
 logger = logging.getLogger("tidpo")
@@ -90,7 +90,10 @@ class TIDPOTrainer(Trainer):
             **kwargs,
         )
         # the cache key of precomputed reference log-probs: the reference's weights as given, before any sharding
-        self._ref_weights_key = _reference_key(model, ref_model) if args.precompute_ref_log_probs else None
+        # (a PEFT policy's digest leaves out its adapters, so it is the base weights: π_ref)
+        self._ref_weights_key = (
+            weights_digest(ref_model if ref_model is not None else model) if args.precompute_ref_log_probs else None
+        )
         self.ref_model = prepare_reference(self.accelerator, ref_model)
         self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
         self._anchor_backward = None  # the deferred anchor backward of the step in progress
@@ -270,15 +273,6 @@ def _models(model, ref_model, args: TIDPOConfig, tokenizer, peft_config):
     if ref_model is not None:
         ref_model.eval().requires_grad_(False)
     return model, ref_model, tokenizer
-
-
-def _reference_key(policy: nn.Module, ref_model: nn.Module | None) -> str:
-    """:func:`~tidpo.training.ref_cache.weights_digest` of π_ref: the explicit reference, or the PEFT policy's
-    base weights (its adapters are left out of the digest)."""
-    if ref_model is not None:
-        return weights_digest(ref_model)
-    with reference_model(policy, None) as reference:
-        return weights_digest(reference)
 
 
 def _anchor_generation_config(args: TIDPOConfig, tokenizer) -> GenerationConfig:
