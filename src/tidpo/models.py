@@ -65,3 +65,82 @@ def builtin_model_path(name: str) -> Path:
 def resolve_model(name_or_path: str) -> str:
     """A built-in model name becomes its cached checkpoint path; anything else is returned unchanged."""
     return str(builtin_model_path(name_or_path)) if name_or_path in BUILTIN_MODELS else name_or_path
+
+
+class ModelSourceError(ValueError):
+    """A model name that is no built-in model, no model folder and no possible Hub id (one-line message)."""
+
+
+def locate_model(name_or_path: str) -> str:
+    """Where ``from_pretrained`` should look: a built-in model's converted checkpoint (converted on first use), a
+    local folder as given, or a Hub id as given.
+
+    Raises:
+        ModelSourceError: a local folder that holds no model, or a name that is neither a folder nor a Hub id.
+        ImportError, FileNotFoundError: a built-in model whose package is not installed.
+    """
+    from tidpo.hub import looks_like_hub_id
+
+    if name_or_path in BUILTIN_MODELS:
+        return str(builtin_model_path(name_or_path))
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+            raise ModelSourceError(
+                f"model folder {name_or_path} has no config.json (nor adapter_config.json): not a Hugging Face model"
+            )
+        return str(path)
+    if path.exists() or not looks_like_hub_id(name_or_path):
+        raise ModelSourceError(
+            f"model {name_or_path!r} is not a model folder, a built-in model ({', '.join(BUILTIN_MODELS)}) or a "
+            f"Hugging Face Hub id"
+        )
+    return name_or_path
+
+
+def is_local_model(source: str) -> bool:
+    """Whether a :func:`locate_model` result is a folder on this machine (else a Hub id)."""
+    return Path(source).is_dir()
+
+
+def load_pretrained_causal_lm(name_or_path: str, **init_kwargs):
+    """``AutoModelForCausalLM.from_pretrained`` of a built-in name, a folder or a Hub id.
+
+    The model remembers the name it was given (``config._name_or_path``), never the built-in model's cache path,
+    so a PEFT adapter trained on it names its base portably.
+
+    Raises:
+        ModelSourceError: see :func:`locate_model`.
+        tidpo.hub.HubLoadError: a Hub id that could not be loaded (offline, unknown, gated), in one line.
+        ValueError: the folder's configuration is no causal LM.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from tidpo.hub import hub_failure
+
+    source = locate_model(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **init_kwargs)
+    except OSError as err:
+        if is_local_model(source):
+            raise
+        raise hub_failure("model", name_or_path, err, "a local folder or a built-in model") from err
+    if name_or_path in BUILTIN_MODELS:
+        model.config._name_or_path = name_or_path
+    return model
+
+
+def load_pretrained_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """``AutoTokenizer.from_pretrained`` of a built-in name, a folder or a Hub id (errors as for the model)."""
+    from transformers import AutoTokenizer
+
+    from tidpo.hub import hub_failure
+
+    source = locate_model(name_or_path)
+    kwargs = {"trust_remote_code": True} if trust_remote_code else {}
+    try:
+        return AutoTokenizer.from_pretrained(source, **kwargs)
+    except OSError as err:
+        if is_local_model(source):
+            raise
+        raise hub_failure("tokenizer", name_or_path, err, "a local folder or a built-in model") from err

@@ -11,21 +11,17 @@ class CLIError(Exception):
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """A built-in name (``smollm2-135m-instruct``) becomes its cached checkpoint; a path must be a folder."""
-    from tidpo.models import BUILTIN_MODELS, builtin_model_path
+    """A built-in name (``smollm2-135m-instruct``) becomes its cached checkpoint; a folder and a Hub id stay as given.
 
-    if name_or_path in BUILTIN_MODELS:
-        try:
-            return str(builtin_model_path(name_or_path))
-        except (ImportError, FileNotFoundError) as err:
-            raise CLIError(str(err)) from err
-    path = Path(name_or_path)
-    if not path.is_dir():
-        known = ", ".join(BUILTIN_MODELS)
-        raise CLIError(f"model {name_or_path!r} is neither a local folder nor a built-in model ({known})")
-    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-        raise CLIError(f"model folder {path} has no config.json (nor adapter_config.json): not a Hugging Face model")
-    return str(path)
+    Raises:
+        CLIError: a folder without a model, a name that is neither a folder nor a Hub id, a missing built-in package.
+    """
+    from tidpo.models import ModelSourceError, locate_model
+
+    try:
+        return locate_model(name_or_path)
+    except (ModelSourceError, ImportError, FileNotFoundError) as err:
+        raise CLIError(str(err)) from err
 
 
 def is_adapter_folder(path: str) -> bool:
@@ -33,57 +29,83 @@ def is_adapter_folder(path: str) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def load_tokenizer(path: str):
-    from transformers import AutoTokenizer
+def adapter_base(path: str) -> str:
+    """The base model an adapter folder names (a built-in name, a folder or a Hub id)."""
+    base = json.loads((Path(path) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise CLIError(f"adapter {path}: its adapter_config.json names no base_model_name_or_path")
+    return base
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    from tidpo.hub import HubLoadError
+    from tidpo.models import load_pretrained_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_pretrained_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
+    except HubLoadError as err:
+        raise CLIError(str(err)) from err
     except (OSError, ValueError) as err:
-        raise CLIError(f"could not load a tokenizer from {path}: {err}") from err
+        raise CLIError(f"could not load a tokenizer from {name_or_path}: {str(err).splitlines()[0]}") from err
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_causal_lm(name_or_path: str, dtype: str | None = None):
-    """Load ``(model, tokenizer)``; a PEFT adapter folder loads its base model with the adapter on top.
+def load_causal_lm(name_or_path: str, init_kwargs: dict | None = None):
+    """Load ``(model, tokenizer)`` from a built-in name, a folder or a Hub id; a PEFT adapter folder loads its base
+    model (named in ``adapter_config.json``, the same kinds) with the adapter on top.
+
+    Args:
+        init_kwargs: keyword arguments of ``from_pretrained`` (``dtype``, ``attn_implementation``,
+            ``trust_remote_code``, ...; :func:`tidpo.hub.model_init_kwargs`).
 
     Raises:
-        CLIError: the folder is missing, is not a causal LM, or its adapter's base cannot be found.
+        CLIError: the model cannot be found or loaded, or is not a causal LM.
     """
-    from transformers import AutoModelForCausalLM
+    from tidpo.hub import HubLoadError
+    from tidpo.models import ModelSourceError, load_pretrained_causal_lm
 
+    init_kwargs = dict(init_kwargs or {})
     path = resolve_model_path(name_or_path)
-    kwargs = {"dtype": dtype} if dtype else {}
-    base_path = path
-    if is_adapter_folder(path):
-        base_path = json.loads((Path(path) / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        if not base_path or not Path(base_path).is_dir():
-            raise CLIError(f"adapter {path}: its base model {base_path!r} is not a local folder")
+    base = adapter_base(path) if is_adapter_folder(path) else name_or_path
     try:
-        model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+        model = load_pretrained_causal_lm(base, **init_kwargs)
+    except (HubLoadError, ModelSourceError) as err:
+        raise CLIError(f"adapter {path}: {err}" if base != name_or_path else str(err)) from err
     except ValueError as err:  # "Unrecognized configuration class ... for AutoModelForCausalLM"
-        raise CLIError(f"{base_path} is not a causal language model: {str(err).splitlines()[0]}") from err
+        raise CLIError(f"{base} is not a causal language model: {str(err).splitlines()[0]}") from err
     except OSError as err:
-        raise CLIError(f"could not load a model from {base_path}: {str(err).splitlines()[0]}") from err
-    if base_path != path:
+        raise CLIError(f"could not load a model from {base}: {str(err).splitlines()[0]}") from err
+    if base != name_or_path:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, path)
-    tokenizer = load_tokenizer(path if (Path(path) / "tokenizer_config.json").is_file() else base_path)
+    has_tokenizer = is_adapter_folder(path) and (Path(path) / "tokenizer_config.json").is_file()
+    tokenizer = load_tokenizer(
+        name_or_path if has_tokenizer or base == name_or_path else base,
+        trust_remote_code=bool(init_kwargs.get("trust_remote_code")),
+    )
     return model, tokenizer
 
 
-def load_dataset_arg(name_or_path: str, split: str = "train"):
-    """A built-in dataset name (``demo``) or a file/folder, loaded and validated as preference data."""
+def load_dataset_arg(name_or_path: str, split: str = "train", config_name: str | None = None):
+    """A built-in dataset name (``demo``), a file/folder or a Hub dataset id, loaded and checked as preference data."""
     from tidpo.data import PreferenceDataError, load_preference_data
+    from tidpo.data.preference import FILE_SUFFIXES
+    from tidpo.hub import HubLoadError, looks_like_hub_id
     from tidpo.resources import BUILTIN_DATASETS, builtin_dataset_path
 
     source = builtin_dataset_path(name_or_path, split) if name_or_path in BUILTIN_DATASETS else name_or_path
-    if not Path(source).exists():
+    path = Path(source)
+    if not path.exists() and (path.suffix.lower() in FILE_SUFFIXES or not looks_like_hub_id(name_or_path)):
         known = ", ".join(BUILTIN_DATASETS)
-        raise CLIError(f"dataset {name_or_path!r} is neither a file/folder nor a built-in dataset ({known})")
+        raise CLIError(
+            f"dataset {name_or_path!r} is neither a file/folder, a built-in dataset ({known}) nor a Hub dataset id"
+        )
+    if config_name is not None and path.exists():
+        raise CLIError(f"--dataset_config {config_name!r} is for a Hub dataset; {name_or_path} is local")
     try:
-        return load_preference_data(source, split=split)
-    except (PreferenceDataError, FileNotFoundError, ValueError) as err:
+        return load_preference_data(source, split=split, config_name=config_name)
+    except (PreferenceDataError, HubLoadError, FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from err

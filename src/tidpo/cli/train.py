@@ -20,8 +20,16 @@ from typing import get_type_hints
 import yaml
 from transformers import HfArgumentParser
 
-from tidpo.cli.common import CLIError, is_adapter_folder, load_causal_lm, load_dataset_arg, resolve_model_path
+from tidpo.cli.common import (
+    CLIError,
+    adapter_base,
+    is_adapter_folder,
+    load_causal_lm,
+    load_dataset_arg,
+    resolve_model_path,
+)
 from tidpo.cli.launch import profiles, relaunch, split_launch_flag
+from tidpo.hub import DTYPES
 from tidpo.training.config import TIDPOConfig
 
 USAGE = "tidpo train --model MODEL --dataset DATA --output_dir DIR [--config FILE.yaml] [options]"
@@ -44,30 +52,53 @@ class ScriptArguments:
     model: str | None = field(
         default=None,
         metadata={
-            "help": "Local Hugging Face model folder, or built-in 'smollm2-135m-instruct'.",
+            "help": "Model folder, Hugging Face Hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct) or built-in "
+            "'smollm2-135m-instruct'.",
             "aliases": ["--model_name_or_path"],  # TRL's spelling
         },
+    )
+    dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "dtype the model (and reference) is loaded in. Default: transformers' default.",
+            "choices": list(DTYPES),
+        },
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Attention kernel of the model (and reference): e.g. sdpa, eager, flash_attention_2."},
     )
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "Training pairs: a .jsonl/.json/.csv/.parquet file, a save_to_disk folder, or 'demo'.",
+            "help": "Training pairs: a .jsonl/.json/.csv/.parquet file, a save_to_disk folder, a Hub dataset id "
+            "(e.g. trl-lib/ultrafeedback_binarized) or 'demo'.",
             "aliases": ["--dataset_name"],  # TRL's spelling
         },
     )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "Configuration (subset) of a Hub --dataset (load_dataset's name)."}
+    )
     dataset_split: str = field(
         default="train",
-        metadata={"help": "Split of --dataset (DatasetDict or 'demo').", "aliases": ["--dataset_train_split"]},
+        metadata={"help": "Split of --dataset (Hub id, DatasetDict or 'demo').", "aliases": ["--dataset_train_split"]},
     )
     eval_dataset: str | None = field(
-        default=None, metadata={"help": "Held-out pairs (same forms as --dataset), evaluated after training."}
+        default=None,
+        metadata={
+            "help": "Held-out pairs (same forms as --dataset), evaluated after training. Default with "
+            "--eval_strategy steps/epoch: the --eval_split of --dataset (as TRL's --dataset_test_split)."
+        },
     )
-    eval_split: str = field(default="test", metadata={"help": "Split of --eval_dataset."})
+    eval_split: str = field(
+        default="test", metadata={"help": "Split of --eval_dataset.", "aliases": ["--dataset_test_split"]}
+    )
     max_train_pairs: int | None = field(default=None, metadata={"help": "Use only the first N training pairs."})
     max_eval_pairs: int | None = field(default=None, metadata={"help": "Use only the first N held-out pairs."})
     eval_before: bool = field(
         default=False, metadata={"help": "Evaluate once before training (the baseline), needs --eval_dataset."}
     )
+    eval_dataset_is_split: bool = field(default=False, init=False)  # --eval_dataset defaulted to --dataset's split
 
 
 @dataclass
@@ -244,7 +275,7 @@ def parse_train_args(argv: list[str]) -> TrainRun:
         hint = _suggest(flag, [o for o in parser._option_string_actions if o.startswith("--")])
         raise CLIError(f"unrecognized argument {flag!r}{hint} (see `tidpo train --help`)")
     values = vars(namespace)
-    script = ScriptArguments(**{f.name: values[f.name] for f in fields(ScriptArguments)})
+    script = ScriptArguments(**{f.name: values[f.name] for f in fields(ScriptArguments) if f.init})
     lora = LoraArguments(**{f.name: values[f.name] for f in fields(LoraArguments)})
     _check_script(script, lora, values)
     config_values = {f.name: values[f.name] for f in fields(TIDPOConfig) if f.init}
@@ -253,7 +284,8 @@ def parse_train_args(argv: list[str]) -> TrainRun:
     except ValueError as err:  # TIDPOConfig/TrainingArguments validation; some messages span several lines
         raise CLIError(f"invalid option: {' '.join(str(err).split())}") from err
     if config.eval_strategy != "no" and not script.eval_dataset:
-        raise CLIError(f"--eval_strategy {config.eval_strategy.value} needs --eval_dataset (held-out pairs)")
+        script.eval_dataset = script.dataset  # TRL's default: the test split of the training dataset
+        script.eval_dataset_is_split = True
     return TrainRun(script, lora, config)
 
 
@@ -291,10 +323,12 @@ def check_causal_lm(name_or_path: str) -> None:
 
     path = Path(resolve_model_path(name_or_path))
     if is_adapter_folder(str(path)):
-        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        if not base or not (Path(base) / "config.json").is_file():
+        try:
+            path = Path(resolve_model_path(adapter_base(str(path))))
+        except CLIError:
             return  # load_causal_lm names the missing base
-        path = Path(base)
+    if not (path / "config.json").is_file():
+        return  # a Hub id: from_pretrained checks the class of what it downloads
     architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
     if architectures and not set(architectures) & set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()):
         raise CLIError(
@@ -303,10 +337,10 @@ def check_causal_lm(name_or_path: str) -> None:
         )
 
 
-def load_policy(name_or_path: str):
-    """``(model, tokenizer)`` of a causal LM folder or built-in name, checked for a usable EOS token."""
+def load_policy(name_or_path: str, init_kwargs: dict | None = None):
+    """``(model, tokenizer)`` of a causal LM folder, built-in name or Hub id, checked for a usable EOS token."""
     check_causal_lm(name_or_path)
-    model, tokenizer = load_causal_lm(name_or_path)
+    model, tokenizer = load_causal_lm(name_or_path, init_kwargs)
     if tokenizer.eos_token_id is None:
         raise CLIError(
             f"the tokenizer of {name_or_path} has no eos_token; TI-DPO ends every response with it: set "
@@ -315,8 +349,27 @@ def load_policy(name_or_path: str):
     return model, tokenizer
 
 
-def _load_pairs(name: str, split: str, limit: int | None):
-    dataset = load_dataset_arg(name, split)
+def init_kwargs(run: TrainRun) -> dict:
+    """``from_pretrained`` keyword arguments: ``model_init_kwargs`` with ``--dtype``, ``--attn_implementation`` and
+    ``--trust_remote_code`` on top."""
+    from tidpo.hub import model_init_kwargs
+
+    try:
+        return model_init_kwargs(
+            run.config.model_init_kwargs, run.script.dtype, run.script.attn_implementation, run.config.trust_remote_code
+        )
+    except ValueError as err:
+        raise CLIError(f"invalid option: {err}") from err
+
+
+def _has_splits(name: str) -> bool:
+    """Whether a --dataset can hold several splits (a Hub id, a built-in set, a saved DatasetDict), unlike a file."""
+    path = Path(name)
+    return not path.exists() or (path.is_dir() and not (path / "state.json").is_file())
+
+
+def _load_pairs(name: str, split: str, limit: int | None, config_name: str | None = None):
+    dataset = load_dataset_arg(name, split, config_name)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     return dataset
@@ -330,11 +383,17 @@ def build_trainer(run: TrainRun):
     from tidpo.training.trainer import TIDPOTrainer
 
     script = run.script
-    train = _load_pairs(script.dataset, script.dataset_split, script.max_train_pairs)
+    train = _load_pairs(script.dataset, script.dataset_split, script.max_train_pairs, script.dataset_config)
     held_out = None
+    if script.eval_dataset_is_split and not _has_splits(script.dataset):
+        raise CLIError(
+            f"--eval_strategy {run.config.eval_strategy.value} needs held-out pairs: --dataset {script.dataset} is "
+            f"one file with no {script.eval_split!r} split; pass --eval_dataset"
+        )
     if script.eval_dataset:
-        held_out = _load_pairs(script.eval_dataset, script.eval_split, script.max_eval_pairs)
-    model, tokenizer = load_policy(script.model)
+        config_name = script.dataset_config if script.eval_dataset == script.dataset else None
+        held_out = _load_pairs(script.eval_dataset, script.eval_split, script.max_eval_pairs, config_name)
+    model, tokenizer = load_policy(script.model, init_kwargs(run))
     if is_peft_model(model):
         raise CLIError(
             f"--model {script.model} is a LoRA adapter folder; training an existing adapter is not supported: "

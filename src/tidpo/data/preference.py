@@ -55,14 +55,19 @@ class _Records:
     labels: list[str]
 
 
-def load_preference_data(source: str | os.PathLike | Dataset | DatasetDict, split: str = "train") -> Dataset:
+def load_preference_data(
+    source: str | os.PathLike | Dataset | DatasetDict, split: str = "train", config_name: str | None = None
+) -> Dataset:
     """Loads preference data and checks every row.
 
     Args:
         source: a ``.jsonl``, ``.json`` (a list of objects, or JSON Lines content), ``.csv`` or ``.parquet`` file;
-            a folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``; a ``Dataset``; or a
-            ``DatasetDict``.
-        split: the split to take from a ``DatasetDict`` or a saved ``DatasetDict`` folder; ignored otherwise.
+            a folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``; a ``Dataset``; a
+            ``DatasetDict``; or the id of a Hugging Face Hub dataset (a string that is no existing path and has no
+            data-file suffix), loaded with ``datasets.load_dataset``.
+        split: the split to take from a ``DatasetDict``, a saved ``DatasetDict`` folder or a Hub dataset; ignored
+            for a single file.
+        config_name: the Hub dataset's configuration (``load_dataset``'s ``name``); only for a Hub id.
 
     Returns:
         The rows as a ``Dataset`` with ``chosen``, ``rejected``, ``prompt`` when given, and any extra columns.
@@ -71,6 +76,7 @@ def load_preference_data(source: str | os.PathLike | Dataset | DatasetDict, spli
         PreferenceDataError: a row is malformed (the message names the source, row and field), a split is
             missing, or the file type is not supported.
         FileNotFoundError: ``source`` is a path that does not exist.
+        tidpo.hub.HubLoadError: a Hub id that could not be loaded (offline, unknown, gated), in one line.
         TypeError: ``source`` is none of the types above.
     """
     if isinstance(source, DatasetDict):
@@ -81,7 +87,10 @@ def load_preference_data(source: str | os.PathLike | Dataset | DatasetDict, spli
         path = Path(source)
         if path.suffix.lower() in (".jsonl", ".json", ".csv"):
             return _dataset_from_records(_read_records(path), str(path))
-        dataset, name = _load_arrow_source(path, split)
+        if _is_hub_id(source):
+            dataset, name = _load_hub_dataset(str(source), config_name, split)
+        else:
+            dataset, name = _load_arrow_source(path, split)
     else:
         raise TypeError(
             f"preference data source must be a file or folder path, a datasets.Dataset or a datasets.DatasetDict, "
@@ -149,6 +158,37 @@ def _arrow_problem(values: list) -> str | None:
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         return str(err)
     return None
+
+
+def _is_hub_id(source: str | os.PathLike) -> bool:
+    from tidpo.hub import looks_like_hub_id
+
+    return (
+        isinstance(source, str)
+        and not Path(source).exists()
+        and Path(source).suffix.lower() not in FILE_SUFFIXES
+        and looks_like_hub_id(source)
+    )
+
+
+def _load_hub_dataset(name: str, config_name: str | None, split: str) -> tuple[Dataset, str]:
+    """``datasets.load_dataset(name, config_name, split=split)``, its failures in one line."""
+    import datasets
+
+    from tidpo.hub import hub_failure
+
+    try:
+        dataset = datasets.load_dataset(name, config_name, split=split)
+    except (ConnectionError, FileNotFoundError) as err:  # offline, unreachable, no such dataset
+        raise hub_failure("dataset", name, err, "a local file or folder, or a built-in dataset") from err
+    except ValueError as err:  # an unknown split or configuration
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise PreferenceDataError(
+            f"Hub dataset {name!r} (configuration {config_name!r}, split {split!r}): {first}"
+        ) from err
+    if not isinstance(dataset, Dataset):
+        raise PreferenceDataError(f"Hub dataset {name!r}: split {split!r} is not a plain (non-streaming) Dataset")
+    return dataset, f"{name}[{split!r}]"
 
 
 def _load_arrow_source(path: Path, split: str) -> tuple[Dataset, str]:

@@ -195,6 +195,18 @@ class TIDPOConfig(TrainingArguments):
         ),
     )
     disable_dropout: bool = field(default=True, metadata=_help("Turn dropout off in the policy and the reference."))
+    model_init_kwargs: dict | str | None = field(
+        default=None,
+        metadata=_help(
+            "Keyword arguments of AutoModelForCausalLM.from_pretrained when the model (or ref_model) is given as a "
+            "name, a folder or a Hub id, e.g. {'dtype': 'bfloat16', 'attn_implementation': 'sdpa'} (a JSON string on "
+            "the command line). The reference is loaded with the same settings."
+        ),
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata=_help("Allow models and tokenizers from the Hub that ship their own Python code (off: never run)."),
+    )
     dataset_num_proc: int | None = field(default=None, metadata=_help("Processes for dataset tokenisation."))
     # TrainingArguments defaults changed for preference training (as TRL does).
     learning_rate: float = field(default=1e-6, metadata=_help("Initial learning rate (AdamW)."))
@@ -217,8 +229,19 @@ class TIDPOConfig(TrainingArguments):
                 stacklevel=3,
             )  # fmt: skip
             self.precompute_ref_log_probs = self.precompute_ref_log_probs or self.precompute_ref_logps
+        if isinstance(self.model_init_kwargs, str):
+            self.model_init_kwargs = _json_mapping("model_init_kwargs", self.model_init_kwargs)
+        if self.model_init_kwargs is not None and not isinstance(self.model_init_kwargs, dict):
+            raise ValueError(f"model_init_kwargs must be a mapping, got {type(self.model_init_kwargs).__name__}")
         self._resolve_method_fields()
         super().__post_init__()
+
+    def from_pretrained_kwargs(self) -> dict:
+        """The keyword arguments of ``from_pretrained`` for a model given by name: ``model_init_kwargs`` with
+        ``trust_remote_code``, a dtype's short spelling (``bf16``) made torch's (``bfloat16``)."""
+        from tidpo.hub import model_init_kwargs
+
+        return model_init_kwargs(self.model_init_kwargs, trust_remote_code=self.trust_remote_code)
 
     def _resolve_method_fields(self) -> None:
         for name in ("preset", "baseline", "weight_norm", "attribution", "attribution_target", "anchor_backward"):
@@ -290,6 +313,18 @@ class TIDPOConfig(TrainingArguments):
         """Whether a response's column weights may all be 0: only when the Gaussian prior is mixed in
         (``importance="columns"`` with ``importance_mix < 1``), which then gives it its weights."""
         return self.importance == "columns" and self.importance_mix < 1
+
+
+def _json_mapping(name: str, text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f'{name} must be a JSON object such as \'{{"dtype": "bfloat16"}}\': {err}') from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object, got {text!r}")
+    return value
 
 
 def _check_choice(name: str, value) -> None:

@@ -14,7 +14,7 @@ import logging
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Trainer
+from transformers import GenerationConfig, Trainer
 
 from tidpo.data import (
     PreferenceCollator,
@@ -24,6 +24,7 @@ from tidpo.data import (
 )
 from tidpo.lm_head import HeadWorkspace
 from tidpo.losses import sequence_kl, ti_dpo_base_loss, ti_dpo_objective, weighted_logratio
+from tidpo.models import load_pretrained_causal_lm, load_pretrained_tokenizer
 from tidpo.training.config import TIDPOConfig
 from tidpo.training.distributed import AnchorSampling, generation_gather, prepare_reference, sharding_engine
 from tidpo.training.metrics import MetricBuffer, record_step
@@ -31,6 +32,7 @@ from tidpo.training.prompt_cache import PromptSharing
 from tidpo.training.ref_cache import score_dataset, weights_digest, with_reference_logps
 from tidpo.training.reference import disable_dropout, frozen_copy, is_peft_model
 from tidpo.training.routes import build_engine, resolve_routes
+from tidpo.training.trl_compat import from_dpo_config, is_dpo_config
 
 logger = logging.getLogger("tidpo")
 TOKENIZED_COLUMNS = {"prompt_ids", "chosen_ids", "rejected_ids"}
@@ -40,10 +42,12 @@ class TIDPOTrainer(Trainer):
     """Train a causal LM with TI-DPO; DPO/TDPO baselines by configuration (:class:`TIDPOConfig`).
 
     Args:
-        model: a causal LM, or a local path/name for ``AutoModelForCausalLM.from_pretrained``.
-        ref_model: the frozen reference. Default: with ``peft_config`` (or a PEFT ``model``) the policy with its
-            adapters disabled, otherwise a frozen copy of ``model``.
-        args: :class:`TIDPOConfig`.
+        model: a causal LM, or a folder, a built-in name or a Hub id, loaded with ``AutoModelForCausalLM.
+            from_pretrained`` and ``args.model_init_kwargs`` (with ``args.trust_remote_code``).
+        ref_model: the frozen reference (a model, or a name loaded like ``model``). Default: with ``peft_config``
+            (or a PEFT ``model``) the policy with its adapters disabled, otherwise a frozen copy of ``model``.
+        args: :class:`TIDPOConfig`, or TRL's ``DPOConfig`` (converted: :func:`tidpo.training.trl_compat.
+            from_dpo_config`; a field tidpo cannot honour is an error naming it).
         train_dataset, eval_dataset: preference data in any form ``tidpo.load_preference_data`` reads (a
             ``Dataset``, ``DatasetDict``, file or folder), or already tokenised (``prompt_ids``, ``chosen_ids``,
             ``rejected_ids``).
@@ -64,7 +68,7 @@ class TIDPOTrainer(Trainer):
     def __init__(
         self,
         model,
-        ref_model: nn.Module | None = None,
+        ref_model: nn.Module | str | None = None,
         args: TIDPOConfig | None = None,
         train_dataset=None,
         eval_dataset=None,
@@ -239,8 +243,11 @@ class TIDPOTrainer(Trainer):
 
 def _checked_args(args: TIDPOConfig | None, importance_fn) -> TIDPOConfig:
     args = args or TIDPOConfig(output_dir="tidpo-output")
+    if is_dpo_config(args):
+        args = from_dpo_config(args)
+        logger.info("tidpo: TRL's DPOConfig converted to TIDPOConfig (preset %r, beta %s)", args.preset, args.beta)
     if not isinstance(args, TIDPOConfig):
-        raise TypeError(f"args must be a TIDPOConfig, got {type(args).__name__}")
+        raise TypeError(f"args must be a TIDPOConfig (or TRL's DPOConfig), got {type(args).__name__}")
     if (args.importance == "custom") != (importance_fn is not None):
         raise ValueError("importance='custom' and importance_fn go together: pass both or neither")
     return args
@@ -250,8 +257,10 @@ def _models(model, ref_model, args: TIDPOConfig, tokenizer, peft_config):
     """The policy (loaded from a path, wrapped with ``peft_config``), the frozen reference (None for a PEFT policy,
     whose adapters are then disabled to give π_ref) and the tokenizer, dropout off where asked."""
     if isinstance(model, str):
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
-        model = AutoModelForCausalLM.from_pretrained(model)
+        tokenizer = tokenizer or load_pretrained_tokenizer(model, trust_remote_code=args.trust_remote_code)
+        model = load_pretrained_causal_lm(model, **args.from_pretrained_kwargs())
+    if isinstance(ref_model, str):  # loaded with the policy's settings (dtype, attention, remote code)
+        ref_model = load_pretrained_causal_lm(ref_model, **args.from_pretrained_kwargs())
     if tokenizer is None:
         raise ValueError("processing_class (the tokenizer) is required when model is not a path")
     if tokenizer.pad_token_id is None:

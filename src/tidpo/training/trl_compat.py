@@ -1,0 +1,116 @@
+"""TRL's ``DPOConfig`` as a :class:`TIDPOConfig`: what a TRL user's configuration means to tidpo.
+
+Every ``transformers.TrainingArguments`` field carries over unchanged. ``DPOConfig``'s own fields are in four groups
+(docs/trl.md has the table): carried over to the field of the same name; accepted only at the value that means
+what TI-DPO does (anything else is an error naming the field, since tidpo would train something else); read by TRL
+only together with a refused option (ignored); and speed-only settings tidpo has no use for (a warning when set).
+The TI-DPO fields themselves come from the preset (``paper`` unless overridden), with ``DPOConfig``'s ``beta``.
+"""
+
+from __future__ import annotations
+
+import enum
+import warnings
+from dataclasses import MISSING, fields
+
+from transformers import TrainingArguments
+
+from tidpo.training.config import TIDPOConfig
+
+CARRIED = (
+    "beta",
+    "max_length",
+    "disable_dropout",
+    "dataset_num_proc",
+    "padding_free",
+    "precompute_ref_log_probs",
+    "model_init_kwargs",
+    "trust_remote_code",
+)
+# field -> (the values that mean what tidpo does, why anything else is refused)
+REQUIRED: dict[str, tuple[tuple, str]] = {
+    "loss_type": (
+        ("sigmoid", ("sigmoid",)),
+        "TI-DPO's base loss is DPO's sigmoid loss (Eq. 12); other TRL losses are not implemented",
+    ),
+    "loss_weights": ((None, (1.0,)), "one loss, weight 1"),
+    "truncation_mode": (("keep_start",), "tidpo keeps the start of a row longer than max_length"),
+    "label_smoothing": ((0.0,), "robust DPO / EXO label smoothing is not implemented"),
+    "ld_alpha": ((None,), "LD-DPO's length weighting is not implemented (token weights are TI-DPO's own)"),
+    "f_divergence_type": (("reverse_kl",), "only the reverse KL of DPO is implemented"),
+    "use_weighting": ((False,), "WPO pair weighting is not implemented"),
+    "sync_ref_model": ((False,), "TR-DPO reference updates are not implemented; the reference stays frozen"),
+    "router_aux_loss_coef": ((None, 0.0), "no mixture-of-experts auxiliary loss is added"),
+    "pad_token": ((None,), "deprecated in TRL: set tokenizer.pad_token and pass the tokenizer as processing_class"),
+}
+# read by TRL only with a value of a REQUIRED field that tidpo refuses
+ONLY_WITH = {
+    "f_alpha_divergence_coef": "f_divergence_type",
+    "discopop_tau": "loss_type",
+    "ref_model_mixup_alpha": "sync_ref_model",
+    "ref_model_sync_steps": "sync_ref_model",
+}
+# speed or memory only; tidpo's numbers do not depend on them
+IGNORED = {
+    "pad_to_multiple_of": "tidpo pads each batch to its longest row (padding_free packs it)",
+    "precompute_ref_batch_size": "the reference is scored with per_device_eval_batch_size",
+    "activation_offloading": "not implemented; gradient_checkpointing saves activation memory",
+}
+# TrainingArguments fields tidpo sets for itself
+OWN = {"remove_unused_columns": False}
+
+
+def _default(f):
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else MISSING
+
+
+def _plain(value):
+    if isinstance(value, enum.Enum):
+        return value.value
+    return tuple(value) if isinstance(value, list) else value
+
+
+def is_dpo_config(args) -> bool:
+    """Whether ``args`` is TRL's ``DPOConfig`` (or a subclass), without importing TRL."""
+    return any(cls.__name__ == "DPOConfig" and cls.__module__.startswith("trl") for cls in type(args).__mro__)
+
+
+def from_dpo_config(config, **overrides) -> TIDPOConfig:
+    """The :class:`TIDPOConfig` of a TRL ``DPOConfig``; ``overrides`` set TI-DPO fields (``preset``, ``baseline``,
+    ``importance``, ...) or replace carried ones.
+
+    Raises:
+        ValueError: a ``DPOConfig`` field is set to a value tidpo cannot honour (the message names it), or is a
+            field this version of tidpo does not know, set away from its default.
+    """
+    values = {}
+    trainer_fields = {f.name for f in fields(TrainingArguments)}
+    for f in fields(TrainingArguments):
+        if f.init and f.name not in OWN:
+            value = _plain(getattr(config, f.name))
+            if value != _plain(_default(f)):
+                values[f.name] = list(value) if isinstance(value, tuple) else value
+    for f in fields(type(config)):
+        if f.name in trainer_fields or not f.init:
+            continue
+        value = _plain(getattr(config, f.name))
+        if f.name in CARRIED:
+            values[f.name] = list(value) if isinstance(value, tuple) else value
+        elif f.name in REQUIRED:
+            allowed, why = REQUIRED[f.name]
+            if value not in allowed:
+                raise ValueError(f"DPOConfig.{f.name}={getattr(config, f.name)!r} cannot be honoured by tidpo: {why}")
+        elif f.name in IGNORED:
+            if value != _plain(_default(f)):
+                warnings.warn(f"DPOConfig.{f.name} is ignored: {IGNORED[f.name]}", UserWarning, stacklevel=3)
+        elif f.name not in ONLY_WITH and value != _plain(_default(f)):
+            raise ValueError(
+                f"DPOConfig.{f.name}={getattr(config, f.name)!r} is a TRL option this version of tidpo does not know; "
+                f"leave it at its default ({_default(f)!r})"
+            )
+    if values.get("ddp_find_unused_parameters") is None:
+        values.pop("ddp_find_unused_parameters", None)  # tidpo's own default (False) stands
+    values.update(overrides)
+    return TIDPOConfig(**values)
