@@ -283,10 +283,43 @@ def parse_train_args(argv: list[str]) -> TrainRun:
         config = TIDPOConfig(**config_values)
     except ValueError as err:  # TIDPOConfig/TrainingArguments validation; some messages span several lines
         raise CLIError(f"invalid option: {' '.join(str(err).split())}") from err
+    _check_services(config)
     if config.eval_strategy != "no" and not script.eval_dataset:
         script.eval_dataset = script.dataset  # TRL's default: the test split of the training dataset
         script.eval_dataset_is_split = True
     return TrainRun(script, lora, config)
+
+
+# --report_to integration -> (the module it imports, what to install)
+REPORTERS = {
+    "tensorboard": ("tensorboard", "'tidpo[tensorboard]' (or tensorboard)"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
+    "comet_ml": ("comet_ml", "comet_ml"),
+    "clearml": ("clearml", "clearml"),
+    "dvclive": ("dvclive", "dvclive"),
+    "neptune": ("neptune", "neptune"),
+    "trackio": ("trackio", "trackio"),
+    "swanlab": ("swanlab", "swanlab"),
+    "codecarbon": ("codecarbon", "codecarbon"),
+}
+
+
+def _check_services(config: TIDPOConfig) -> None:
+    """Logging integrations that are not installed, and --push_to_hub without the Hub, fail before any loading."""
+    import importlib.util
+
+    from tidpo.hub import hub_offline
+
+    for name in config.report_to or []:
+        module, package = REPORTERS.get(name, (None, None))
+        if module is not None and importlib.util.find_spec(module) is None:
+            raise CLIError(f"--report_to {name} needs the {module!r} package: pip install {package} (or drop it)")
+    if config.push_to_hub and hub_offline():
+        raise CLIError(
+            "--push_to_hub needs the Hugging Face Hub, but HF_HUB_OFFLINE=1 is set: set HF_HUB_OFFLINE=0 (with network "
+            "access and `hf auth login`), or drop --push_to_hub and upload the output folder later"
+        )
 
 
 def _check_script(script: ScriptArguments, lora: LoraArguments, values: dict) -> None:
@@ -410,6 +443,14 @@ def build_trainer(run: TrainRun):
         )
     except (PreferenceDataError, RouteError) as err:
         raise CLIError(str(err)) from err
+    except OSError as err:  # huggingface_hub's HTTP and connection errors: the repository of --push_to_hub
+        if not run.config.push_to_hub:
+            raise
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise CLIError(
+            f"--push_to_hub: the Hub repository could not be created ({first}); check the network and "
+            "`hf auth login`, or drop --push_to_hub"
+        ) from err
     print(f"routes: {trainer.routes}", file=sys.stderr)
     if len(trainer.train_dataset) == 0:
         raise CLIError(

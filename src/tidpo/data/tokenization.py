@@ -214,6 +214,7 @@ def tokenize_preference_dataset_with_report(
         raise ValueError(f"max_length must be a positive number of tokens or None, got {max_length}")
     if weight_columns:
         check_weight_columns_present(dataset.column_names, name)  # before the (slow) tokenisation
+    _check_columns(dataset, tokenizer, name)
     tokenized = dataset.map(
         _tokenize_example,
         with_indices=True,
@@ -347,6 +348,30 @@ def _check_implicit_split(shared: int, chosen_length: int, rejected_length: int,
             f"{where}, fields 'chosen'/'rejected': implicit prompt, but chosen and rejected {relation} "
             f"({chosen_length} and {rejected_length} {unit}, {shared} shared), so one has no response after the "
             "shared prompt"
+        )
+
+
+_USED_COLUMNS = ("prompt", "chosen", "rejected", "chosen_weights", "rejected_weights")
+_IMAGE_COLUMNS = ("images", "image")
+
+
+def _check_columns(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    """Conversational rows need a chat template; image columns are refused; other unused columns are named in a
+    warning (they are kept in the dataset, and nothing reads them)."""
+    images = [column for column in _IMAGE_COLUMNS if column in dataset.column_names]
+    if images:
+        raise PreferenceDataError(
+            f"{name} dataset: column {images[0]!r}: tidpo trains text-only causal LMs and would drop the images; "
+            "remove the column to train on the text alone"
+        )
+    unused = [column for column in dataset.column_names if column not in _USED_COLUMNS]
+    if unused:
+        note = " ('tools' is not passed to the chat template)" if "tools" in unused else ""
+        logger.warning("%s dataset: column(s) %s are not used in training%s", name, ", ".join(map(repr, unused)), note)
+    if len(dataset) and isinstance(dataset[0]["chosen"], list) and getattr(tokenizer, "chat_template", None) is None:
+        raise PreferenceDataError(
+            f"{name} dataset: the rows are conversational (lists of messages), but the tokenizer has no chat "
+            "template: use a chat model's tokenizer, set tokenizer.chat_template, or give the data as plain strings"
         )
 
 
