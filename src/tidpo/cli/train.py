@@ -473,6 +473,7 @@ def train(run: TrainRun, argv: list[str]) -> int:
     from tidpo.model_card import RunSummary, write_model_card
     from tidpo.plotting import has_curves, plot_training_curves
     from tidpo.training.callbacks import MetricsJsonlCallback, use_tidpo_progress
+    from tidpo.training.outputs import last_train_log
 
     start = time.perf_counter()
     trainer, train_pairs, eval_pairs = build_trainer(run)
@@ -499,7 +500,7 @@ def train(run: TrainRun, argv: list[str]) -> int:
         eval_dataset=run.script.eval_dataset,
         eval_pairs=eval_pairs,
         lora=run.lora.summary(),
-        train_metrics=_last_train_log(trainer.state.log_history),
+        train_metrics=last_train_log(trainer.state.log_history),
         eval_before=eval_before,
         eval_after=eval_after,
         argv=argv,
@@ -527,15 +528,6 @@ def _final_eval(trainer) -> dict:
                 return row
             break
     return trainer.evaluate()
-
-
-def _last_train_log(history: list[dict]) -> dict:
-    """The last logged training values (the end-of-training summary row adds the metrics averaged after it)."""
-    merged: dict = {}
-    for row in history:
-        if not any(key.startswith("eval_") for key in row):
-            merged.update({k: v for k, v in row.items() if "/" in k or k == "loss"})
-    return merged
 
 
 def _print_report(run: TrainRun, train_metrics, eval_after, metrics_path, curves, card, seconds: float) -> None:

@@ -79,6 +79,11 @@ class TIDPOTrainer(Trainer):
         **kwargs,
     ):
         args = _checked_args(args, importance_fn)
+        self.data_sources = {  # how the model card names what the run started from
+            "model": _source_name(model),
+            "dataset": _source_name(train_dataset),
+            "eval_dataset": None if eval_dataset is None else _source_name(eval_dataset),
+        }
         model, ref_model, processing_class = _models(model, ref_model, args, processing_class, peft_config)
         self.importance_fn = importance_fn
         train_dataset = self._prepare_dataset(train_dataset, processing_class, args, "train")
@@ -219,6 +224,18 @@ class TIDPOTrainer(Trainer):
 
         return with_reference_logps(dataset, self._ref_weights_key, score, self.args.max_length, name)
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """``Trainer.save_model``; a call of one's own (not a checkpoint's) also writes the model card
+        ``README.md``, ``metrics.jsonl`` and ``training_curves.png`` (:mod:`tidpo.training.outputs`), and an
+        ``adapter_config.json`` that names its base portably."""
+        super().save_model(output_dir, _internal_call)
+        if not _internal_call and self.is_world_process_zero():
+            from pathlib import Path
+
+            from tidpo.training.outputs import write_run_files
+
+            write_run_files(self, Path(output_dir or self.args.output_dir))
+
     # ---- metrics ------------------------------------------------------------------------------------------
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """``Trainer.evaluate``, with the TI-DPO metrics added to the returned dict under the same prefix."""
@@ -239,6 +256,16 @@ class TIDPOTrainer(Trainer):
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
+
+
+def _source_name(source) -> str:
+    """A model's or dataset's name for the card: the string given, a model's ``name_or_path``, or the type."""
+    if isinstance(source, str):
+        return source
+    from tidpo.training.outputs import portable_base
+
+    name = getattr(getattr(source, "config", None), "_name_or_path", None)
+    return portable_base(name) if name else f"<{type(source).__name__}>"
 
 
 def _checked_args(args: TIDPOConfig | None, importance_fn) -> TIDPOConfig:

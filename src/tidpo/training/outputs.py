@@ -1,0 +1,110 @@
+"""What ``TIDPOTrainer.save_model()`` writes next to the model, from Python as from the command line: the model card
+``README.md`` (not PEFT's blank template), ``metrics.jsonl`` (every logged row) and ``training_curves.png``; and an
+``adapter_config.json`` that names its base portably (a built-in model by its name, never this machine's cache)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from tidpo.model_card import RunSummary, write_model_card
+from tidpo.models import BUILTIN_MODELS, cache_root
+from tidpo.plotting import has_curves, plot_training_curves
+from tidpo.training.callbacks import MetricsJsonlCallback
+
+
+def portable_base(name_or_path: str | None) -> str | None:
+    """A built-in model's cache folder becomes the built-in name; anything else stays as given."""
+    if not name_or_path:
+        return name_or_path
+    for name in BUILTIN_MODELS:
+        try:
+            if Path(name_or_path).expanduser().resolve() == (cache_root() / "models" / name).resolve():
+                return name
+        except OSError:
+            continue
+    return name_or_path
+
+
+def fix_adapter_config(folder: Path) -> None:
+    """Rewrite ``base_model_name_or_path`` of ``folder/adapter_config.json`` with :func:`portable_base`."""
+    path = folder / "adapter_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if portable_base(base) != base:
+        config["base_model_name_or_path"] = portable_base(base)
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def write_metrics_jsonl(path: Path, history: list[dict]) -> Path:
+    """The trainer's log history as JSON lines (non-finite numbers as null), replacing the file atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as file:
+        for row in history:
+            clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+            file.write(json.dumps(clean) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def last_train_log(history: list[dict]) -> dict:
+    """The last logged training values (``loss`` and the ``name/stat`` metrics), merged over the history."""
+    merged: dict = {}
+    for row in history:
+        if not any(key.startswith("eval_") for key in row):
+            merged.update({k: v for k, v in row.items() if "/" in k or k == "loss"})
+    return merged
+
+
+def last_eval_log(history: list[dict]) -> dict | None:
+    return next((row for row in reversed(history) if "eval_loss" in row), None)
+
+
+def lora_summary(model) -> dict | None:
+    """``r``, ``alpha``, ``dropout`` and ``target_modules`` of a PEFT model's active LoRA adapter, else None."""
+    config = getattr(model, "peft_config", {}).get(getattr(model, "active_adapter", "default"))
+    if config is None or not hasattr(config, "r"):
+        return None
+    targets = config.target_modules
+    targets = targets if isinstance(targets, str) else " ".join(sorted(targets or []))
+    return {"r": config.r, "alpha": config.lora_alpha, "dropout": config.lora_dropout, "target_modules": targets}
+
+
+def write_run_files(trainer, folder: Path) -> None:
+    """The card, metrics and curves of ``trainer``'s run in ``folder`` (main process only)."""
+    fix_adapter_config(folder)
+    history = trainer.state.log_history
+    metrics = folder / "metrics.jsonl"
+    streamed = any(
+        isinstance(cb, MetricsJsonlCallback) and cb.path.resolve() == metrics.resolve()
+        for cb in trainer.callback_handler.callbacks
+    )
+    if not streamed:
+        write_metrics_jsonl(metrics, history)
+    if has_curves(metrics):
+        plot_training_curves(metrics, folder / "training_curves.png", title=f"tidpo: {folder.name}")
+    sources = trainer.data_sources
+    summary = RunSummary(
+        model=sources["model"],
+        dataset=sources["dataset"],
+        train_pairs=len(trainer.train_dataset) if trainer.train_dataset is not None else 0,
+        config=trainer.args,
+        eval_dataset=sources["eval_dataset"],
+        eval_pairs=_length(trainer.eval_dataset),
+        lora=lora_summary(trainer.accelerator.unwrap_model(trainer.model)),
+        train_metrics=last_train_log(history),
+        eval_after=last_eval_log(history),
+        argv=None,
+    )
+    write_model_card(folder / "README.md", summary)
+
+
+def _length(dataset) -> int | None:
+    if dataset is None:
+        return None
+    if isinstance(dataset, dict):
+        return sum(len(d) for d in dataset.values())
+    return len(dataset)
