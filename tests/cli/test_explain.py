@@ -52,11 +52,13 @@ def test_bad_numbers_fail_before_loading_anything(option, value, capsys):
 
 
 def test_defaults_are_the_paper_preset():
+    from tidpo.cli.explain import DEFAULTS
     from tidpo.training.config import PRESETS
 
     args = make_parser().parse_args(["--model", "m", "--dataset", "d"])
+    assert (args.importance_mix, args.prior_sigma_div, args.weight_span) == (None, None, None)  # as trained, else:
     paper = PRESETS["paper"]
-    assert (args.importance_mix, args.prior_sigma_div, args.weight_span) == (
+    assert (DEFAULTS["importance_mix"], DEFAULTS["prior_sigma_div"], DEFAULTS["weight_span"]) == (
         paper["importance_mix"],
         paper["prior_sigma_div"],
         paper["weight_span"],

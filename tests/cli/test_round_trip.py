@@ -69,3 +69,26 @@ def test_eval_of_full_model_with_ref(trained_tiny, tmp_path):
     results = json.loads(output.read_text())
     assert results["pairs"] == 2
     assert {"rewards/accuracies", "rewards/margins", "logps/chosen", "kl/chosen", "kl/rejected"} <= set(results)
+
+
+def test_eval_and_explain_default_to_the_trained_settings(trained_tiny, tmp_path, capsys):
+    """The run trained with --max_length 32 and the paper preset: eval and explain take its settings from
+    tidpo_config.json and say so; a flag overrides."""
+    out = trained_tiny.lora
+    saved = json.loads((out / "tidpo_config.json").read_text())
+    assert (saved["max_length"], saved["beta"], saved["importance_mix"]) == (32, 0.1, 0.7)
+    output = tmp_path / "r.json"
+    data = str(trained_tiny.assets.eval_file)
+    capsys.readouterr()
+    assert tidpo(["eval", "--model", str(out), "--dataset", data, "--output", str(output)]) == 0
+    assert "as trained" in capsys.readouterr().err and json.loads(output.read_text())["max_length"] == 32
+    argv = ["eval", "--model", str(out), "--dataset", data, "--output", str(output), "--max_length", "40"]
+    assert tidpo(argv + ["--beta", "0.3"]) == 0
+    results = json.loads(output.read_text())
+    assert (results["max_length"], results["beta"]) == (40, 0.3)
+    argv = ["explain", "--model", str(out), "--dataset", data, "--n", "1", "--output_dir", str(tmp_path / "x")]
+    assert tidpo(argv + ["--importance_mix", "0.2"]) == 0
+    err = capsys.readouterr().err
+    assert "max_length 32" in err and "importance_mix" not in err.split("as trained")[-1]
+    explained = json.loads((tmp_path / "x" / "explain.json").read_text())
+    assert explained["mix"] == 0.2 and explained["max_length"] == 32

@@ -89,6 +89,29 @@ def load_causal_lm(name_or_path: str, init_kwargs: dict | None = None):
     return model, tokenizer
 
 
+def trained_settings(args, model: str, defaults: dict, command: str) -> None:
+    """Fill the options of ``defaults`` left unset (None) on the command line: from the settings the model was
+    trained with (``tidpo_config.json`` in its folder, written by ``save_model``), else from ``defaults``; say on
+    stderr which were taken from the folder. ``kl_weight`` is taken only together with ``kl_mode``."""
+    import sys
+
+    from tidpo.training.outputs import SETTINGS_FILE
+
+    file = Path(model) / SETTINGS_FILE if Path(model).is_dir() else None
+    saved = json.loads(file.read_text(encoding="utf-8")) if file is not None and file.is_file() else {}
+    taken = []
+    for name, default in defaults.items():
+        if getattr(args, name) is not None:
+            continue
+        restorable = name in saved and (name != "kl_weight" or "kl_mode" in taken)
+        setattr(args, name, saved[name] if restorable else default)
+        if restorable:
+            taken.append(name)
+    if taken:
+        values = ", ".join(f"{name} {getattr(args, name)}" for name in taken)
+        print(f"tidpo {command}: as trained ({file}): {values}; flags override", file=sys.stderr)
+
+
 def load_dataset_arg(name_or_path: str, split: str = "train", config_name: str | None = None):
     """A built-in dataset name (``demo``), a file/folder or a Hub dataset id, loaded and checked as preference data."""
     from tidpo.data import PreferenceDataError, load_preference_data

@@ -22,7 +22,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tidpo.cli.common import CLIError, is_adapter_folder, load_causal_lm, load_dataset_arg, resolve_model_path
+from tidpo.cli.common import (
+    CLIError,
+    is_adapter_folder,
+    load_causal_lm,
+    load_dataset_arg,
+    resolve_model_path,
+    trained_settings,
+)
 from tidpo.losses.dpo import KL_MODES
 
 # (metric key without "eval_", label on screen)
@@ -38,6 +45,8 @@ TABLE = (
     ("loss", "loss"),
 )
 RESULTS_FILE = "eval_results.json"
+DEFAULTS = {"beta": 0.1, "kl_mode": "tdpo2", "kl_weight": None, "max_length": 1024}
+AS_TRAINED = "as the model was trained (its folder's tidpo_config.json)"
 DEMO_REWARD = "tidpo.tasks.sentiment:reward"
 
 
@@ -59,11 +68,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ref", help="reference model (default: an adapter's base model; required otherwise)")
     parser.add_argument("--dataset", help="preference pairs: a file, a folder or 'demo'")
     parser.add_argument("--split", default="test", help="split of --dataset (default: test)")
-    parser.add_argument("--beta", type=float, default=0.1, help="β that scales the rewards (default: 0.1)")
-    parser.add_argument("--kl_mode", default="tdpo2", choices=KL_MODES, help="KL term of the loss (default: tdpo2)")
+    parser.add_argument("--beta", type=float, help=f"β that scales the rewards (default: {AS_TRAINED}, else 0.1)")
+    parser.add_argument("--kl_mode", choices=KL_MODES, help=f"KL term of the loss (default: {AS_TRAINED}, else tdpo2)")
+    parser.add_argument("--kl_weight", type=float, help=f"α of the KL term (default: {AS_TRAINED}, else 0.5)")
     parser.add_argument("--batch_size", type=int, default=8, help="pairs per batch (default: 8)")
     parser.add_argument("--max_pairs", type=int, help="evaluate only the first N pairs")
-    parser.add_argument("--max_length", type=int, default=1024, help="most tokens of prompt + response (1024)")
+    parser.add_argument(
+        "--max_length", type=int, help=f"most tokens of prompt + response (default: {AS_TRAINED}, else 1024)"
+    )
     parser.add_argument("--use_cpu", action="store_true", help="run on the CPU even when a GPU is available")
     gen = parser.add_argument_group("generation metrics (--prompts)")
     gen.add_argument(
@@ -104,6 +116,7 @@ def _config(args, output_dir: str):
             output_dir=output_dir,
             beta=args.beta,
             kl_mode=args.kl_mode,
+            kl_weight=args.kl_weight,
             max_length=args.max_length,
             per_device_eval_batch_size=args.batch_size,
             use_cpu=args.use_cpu,
@@ -200,6 +213,7 @@ def evaluate(args) -> dict:
     if args.dataset is None and args.prompts is None:
         raise CLIError("nothing to evaluate: give --dataset (preference pairs), --prompts (sampling) or both")
     model_path = resolve_model_path(args.model)
+    trained_settings(args, model_path, DEFAULTS, "eval")
     adapter = is_adapter_folder(model_path)
     if args.ref is None and not adapter:
         raise CLIError(

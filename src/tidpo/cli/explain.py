@@ -17,6 +17,9 @@ from tidpo.importance.weights import SPANS
 DEFAULT_MIX = 0.7
 DEFAULT_SIGMA_DIV = 4.0
 DEFAULT_SPAN = "response"
+DEFAULTS = {"importance_mix": DEFAULT_MIX, "prior_sigma_div": DEFAULT_SIGMA_DIV, "weight_span": DEFAULT_SPAN,
+            "attribution_target": "max_logit", "max_length": 512}  # fmt: skip
+AS_TRAINED = "as the model was trained (its folder's tidpo_config.json)"
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -33,26 +36,24 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n", type=int, default=8, help="pairs to explain (default: %(default)s)")
     parser.add_argument("--output_dir", default="explain", help="where the files go (default: %(default)s)")
     parser.add_argument(
-        "--importance_mix", type=float, default=DEFAULT_MIX, help="λ of Eq. 8, in [0, 1] (default: %(default)s)"
+        "--importance_mix", type=float, help=f"λ of Eq. 8, in [0, 1] (default: {AS_TRAINED}, else {DEFAULT_MIX})"
     )
     parser.add_argument(
-        "--prior_sigma_div", type=float, default=DEFAULT_SIGMA_DIV, help="σ = T / this, Eq. 7 (default: %(default)s)"
+        "--prior_sigma_div", type=float, help=f"σ = T / this, Eq. 7 (default: {AS_TRAINED}, else {DEFAULT_SIGMA_DIV})"
     )
     parser.add_argument(
         "--weight_span",
         choices=SPANS,
-        default=DEFAULT_SPAN,
-        help="span the components are normalised over (default: %(default)s)",
+        help=f"span the components are normalised over (default: {AS_TRAINED}, else {DEFAULT_SPAN})",
     )
     parser.add_argument(
         "--attribution_target",
         choices=("max_logit", "response_logp"),
-        default="max_logit",
         help="what the attribution differentiates: Eq. 5's largest EOS logit or the response's log-prob "
-        "(default: %(default)s)",
+        f"(default: {AS_TRAINED}, else max_logit)",
     )
     parser.add_argument(
-        "--max_length", type=int, default=512, help="prompt + response tokens kept per row (default: %(default)s)"
+        "--max_length", type=int, help=f"prompt + response tokens kept per row (default: {AS_TRAINED}, else 512)"
     )
     parser.add_argument("--batch_size", type=int, default=2, help="pairs per forward pass (default: %(default)s)")
     parser.add_argument("--png_pairs", type=int, default=4, help="pairs drawn in explain.png (default: %(default)s)")
@@ -79,6 +80,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    from tidpo.cli.common import resolve_model_path, trained_settings
+
+    trained_settings(args, resolve_model_path(args.model), DEFAULTS, "explain")
     _check_args(args)
     import torch
     from datasets.utils.logging import disable_progress_bar

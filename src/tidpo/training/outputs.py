@@ -100,6 +100,22 @@ def write_run_files(trainer, folder: Path) -> None:
         argv=None,
     )
     write_model_card(folder / "README.md", summary)
+    write_trained_settings(folder, trainer.args)
+
+
+SETTINGS_FILE = "tidpo_config.json"
+# the method settings `tidpo eval` / `tidpo explain` take from the folder of a trained model (docs/method.md §5)
+SETTINGS = (
+    "preset", "baseline", "beta", "kl_mode", "kl_weight", "triplet_weight", "triplet_margin", "importance",
+    "importance_mix", "prior_sigma_div", "weight_span", "weight_norm", "attribution_target", "max_length",
+)  # fmt: skip
+
+
+def write_trained_settings(folder: Path, config) -> Path:
+    """``tidpo_config.json``: the method settings of the run (resolved from the preset), read back by the tools."""
+    path = folder / SETTINGS_FILE
+    path.write_text(json.dumps({name: getattr(config, name) for name in SETTINGS}, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def _length(dataset) -> int | None:
