@@ -30,6 +30,7 @@ class HeadStats:
     logps: Tensor
     ref_logps: Tensor | None = None
     kl: Tensor | None = None
+    summary: dict[str, Tensor] | None = None  # with_summary: TRL's per-token diagnostics (constants), see below
 
 
 def _stat_dtype(hidden: Tensor) -> torch.dtype:
@@ -104,12 +105,14 @@ def _active_rows(weights: Tensor) -> slice | None:
 
 class _ChunkedHead(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk, workspace):
+    def forward(ctx, hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk, workspace, with_summary):
         with_ref = ref_hidden is not None
         n, dtype, device = hidden.shape[0], _stat_dtype(hidden), hidden.device
         logps, lse = (torch.empty(n, dtype=dtype, device=device) for _ in range(2))
         ref_logps, ref_lse = (torch.empty(n if with_ref else 0, dtype=dtype, device=device) for _ in range(2))
         kl = torch.empty(n if with_kl else 0, dtype=dtype, device=device)
+        logit_mean, entropy, correct = (torch.empty(n if with_summary else 0, dtype=dtype, device=device)
+                                        for _ in range(3))  # fmt: skip
         buf_a, buf_b = _buffers(workspace, min(chunk, n), weight.shape[0], dtype, device)
         for start in range(0, n, chunk):
             rows = slice(start, start + chunk)
@@ -117,8 +120,15 @@ class _ChunkedHead(torch.autograd.Function):
             picked = targets[rows].unsqueeze(-1)
             logits = _logits_into(hidden[rows], weight, buf_a[:k])  # z in A
             top = _row_max(logits)
-            lse[rows] = top + _exp_shifted(logits, top, buf_b[:k]).sum(-1).log()  # exp(z − max) in B, dropped
+            shifted = _exp_shifted(logits, top, buf_b[:k])  # exp(z − max) in B
+            total = shifted.sum(-1)
+            lse[rows] = top + total.log()
             logps[rows] = logits.gather(-1, picked).squeeze(-1) - lse[rows]
+            if with_summary:  # H = lse − Σ p z; the mean logit; whether the argmax is the target
+                expected = torch.bmm(shifted.unsqueeze(1), logits.unsqueeze(2)).view(-1) / total
+                entropy[rows] = lse[rows] - expected
+                logit_mean[rows] = logits.mean(-1)
+                correct[rows] = (logits.argmax(-1) == targets[rows]).to(dtype)
             if with_ref:
                 ref_logits = _logits_into(ref_hidden[rows], ref_weight, buf_b[:k])  # z_ref in B
                 ref_picked = ref_logits.gather(-1, picked).squeeze(-1)
@@ -133,15 +143,15 @@ class _ChunkedHead(torch.autograd.Function):
         ctx.chunk, ctx.workspace = chunk, workspace
         ctx.set_materialize_grads(False)  # an unused output (e.g. the KL in DPO mode) then costs no backward work
         ctx.save_for_backward(hidden, weight, targets, lse, *((ref_hidden, ref_weight, ref_lse) if with_kl else ()))
-        ctx.mark_non_differentiable(ref_logps)
-        return logps, ref_logps, kl
+        ctx.mark_non_differentiable(ref_logps, logit_mean, entropy, correct)
+        return logps, ref_logps, kl, logit_mean, entropy, correct
 
     @staticmethod
-    def backward(ctx, grad_logps, _grad_ref_logps, grad_kl):
+    def backward(ctx, grad_logps, _grad_ref_logps, grad_kl, *_grad_summary):
         hidden, weight, targets, lse, *ref = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         use_kl = bool(ref) and grad_kl is not None
-        nothing = (None,) * 8
+        nothing = (None,) * 9
         if grad_logps is None and not use_kl:
             return nothing
         n, dtype, device = hidden.shape[0], _stat_dtype(hidden), hidden.device
@@ -182,6 +192,7 @@ def head_token_stats(
     chunk_size: int = DEFAULT_CHUNK,
     with_kl: bool = True,
     workspace: HeadWorkspace | None = None,
+    with_summary: bool = False,
 ) -> HeadStats:
     """Log-prob of each target (and, with a reference, its log-prob and the KL) from hidden states, in chunks.
 
@@ -194,6 +205,9 @@ def head_token_stats(
         chunk_size: rows per chunk; memory is ``O(chunk_size · V)`` instead of ``O(N · V)``.
         with_kl: compute the KL (needs the reference); off, ``kl`` is None and costs nothing.
         workspace: scratch buffers reused across calls (a trainer keeps one); None allocates per call.
+        with_summary: also return, per position and without gradient, the policy's mean logit over the vocabulary
+            (``logit_mean``), the entropy of its distribution (``entropy``) and whether its most likely token is
+            the target (``correct``, 0/1): three reductions of each chunk's logits, no extra matmul.
     """
     if hidden.ndim != 2 or targets.shape != hidden.shape[:1] or weight.shape[1] != hidden.shape[1]:
         raise ValueError(
@@ -209,10 +223,29 @@ def head_token_stats(
     with_kl = with_kl and ref_hidden is not None
     if ref_hidden is not None:
         ref_hidden, ref_weight = ref_hidden.detach(), ref_weight.detach()
-    logps, ref_logps, kl = _ChunkedHead.apply(
-        hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk_size, workspace
+    logps, ref_logps, kl, logit_mean, entropy, correct = _ChunkedHead.apply(
+        hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk_size, workspace, with_summary
     )
-    return HeadStats(logps, ref_logps if ref_hidden is not None else None, kl if with_kl else None)
+    summary = {"logit_mean": logit_mean, "entropy": entropy, "correct": correct} if with_summary else None
+    return HeadStats(logps, ref_logps if ref_hidden is not None else None, kl if with_kl else None, summary)
+
+
+@torch.no_grad()
+def logits_summary(logits: Tensor, completion_mask: Tensor, input_ids: Tensor, chunk_size: int = DEFAULT_CHUNK):
+    """``with_summary``'s three values from full logits ``(B, L, V)``: per response token, in row-major order
+    ``(N,)``, computed ``chunk_size`` positions at a time (memory ``O(chunk_size · V)``, no gradient)."""
+    where = response_positions(completion_mask).nonzero()
+    targets = input_ids[:, 1:][response_positions(completion_mask)]
+    parts: dict[str, list[Tensor]] = {"logit_mean": [], "entropy": [], "correct": []}
+    for start in range(0, where.shape[0], chunk_size):
+        index = where[start : start + chunk_size]
+        z = logits[index[:, 0], index[:, 1]].to(_stat_dtype(logits))
+        logp = z.log_softmax(-1)
+        parts["entropy"].append(-(logp.exp() * logp).nan_to_num(nan=0.0).sum(-1))  # 0 log 0 = 0
+        parts["logit_mean"].append(z.mean(-1))
+        parts["correct"].append((z.argmax(-1) == targets[start : start + chunk_size]).to(z.dtype))
+    dtype = _stat_dtype(logits)
+    return {k: torch.cat(v) if v else logits.new_zeros(0, dtype=dtype) for k, v in parts.items()}
 
 
 def response_positions(completion_mask: Tensor) -> Tensor:

@@ -141,3 +141,23 @@ def test_a_workspace_reuses_its_buffers_and_changes_no_number():
             assert_close(got, want, atol=0, rtol=0)
     assert [workspace.get(slot, 3, 11, torch.float32, hidden.device).data_ptr() for slot in (0, 1)] == pointers
     assert workspace.get(0, 5, 11, torch.float32, hidden.device).shape == (5, 11)  # grows when asked for more
+
+
+@pytest.mark.parametrize("chunk", [2, 100])
+def test_summary_equals_its_definition_and_leaves_the_gradients_alone(chunk):
+    """Entropy, mean logit and argmax hit per position, against torch's own softmax on the full logits (one target
+    is set to its row's argmax, so the hit count is known not to be zero by chance)."""
+    hidden, weight, ref_hidden, targets = _case()
+    logits = hidden.detach() @ weight.detach().T
+    targets[3] = logits[3].argmax()
+    stats = head_token_stats(hidden, weight, targets, ref_hidden, weight.detach(), chunk_size=chunk, with_summary=True)
+    probs = logits.softmax(-1)
+    assert_close(stats.summary["entropy"], -(probs * probs.log()).sum(-1), atol=1e-6, rtol=1e-5)
+    assert_close(stats.summary["logit_mean"], logits.mean(-1), atol=1e-6, rtol=1e-5)
+    assert stats.summary["correct"].tolist() == (logits.argmax(-1) == targets).float().tolist()
+    assert stats.summary["correct"][3] == 1
+    stats.logps.sum().backward()
+    with_summary = hidden.grad.clone()
+    hidden.grad = None
+    head_token_stats(hidden, weight, targets, chunk_size=chunk).logps.sum().backward()
+    assert_close(hidden.grad, with_summary, atol=0, rtol=0)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from tidpo.importance.attribution import last_token_index
-from tidpo.lm_head import HeadWorkspace, gather_predicting, head_token_stats, to_token_frame
+from tidpo.lm_head import HeadWorkspace, gather_predicting, head_token_stats, logits_summary, to_token_frame
 from tidpo.ops import per_token_kl, per_token_logps
 
 # config attributes with which a model changes its logits after the LM head
@@ -87,6 +87,8 @@ class TokenStats:
     per_token_logps: Tensor
     ref_per_token_logps: Tensor | None
     per_token_kl: Tensor | None
+    # chunked head with summary=True: token frames of the policy's mean logit, entropy and argmax hit (no gradient)
+    summary: dict[str, Tensor] | None = None
 
 
 class FullLogitsHead:
@@ -106,16 +108,27 @@ class FullLogitsHead:
         return features.last(attention_mask)
 
     def token_stats(
-        self, policy: Features, ref: Features | None, input_ids: Tensor, completion_mask: Tensor, with_kl: bool
+        self,
+        policy: Features,
+        ref: Features | None,
+        input_ids: Tensor,
+        completion_mask: Tensor,
+        with_kl: bool,
+        summary: bool = False,
     ) -> TokenStats:
         """Per-token log-probs of ``input_ids`` under the policy and (when given) the reference, and the KL when
-        ``with_kl`` (which needs the reference), at response tokens."""
+        ``with_kl`` (which needs the reference), at response tokens; with ``summary``, the policy's mean logit,
+        entropy and argmax hit per response token (:func:`tidpo.lm_head.logits_summary`, no gradient)."""
         _check_kl(with_kl, ref)
         mask = completion_mask.to(torch.float32)
         logps = per_token_logps(policy.values, input_ids) * mask
         ref_logps = None if ref is None else per_token_logps(ref.values, input_ids) * mask
         kl = per_token_kl(ref.values, policy.values) * mask if with_kl else None
-        return TokenStats(logps, ref_logps, kl)
+        extra = None
+        if summary:
+            rows = logits_summary(policy.values, completion_mask, input_ids)
+            extra = {key: to_token_frame(value, completion_mask) for key, value in rows.items()}
+        return TokenStats(logps, ref_logps, kl, extra)
 
 
 class ChunkedHead(FullLogitsHead):
@@ -141,7 +154,7 @@ class ChunkedHead(FullLogitsHead):
     def target_logits(self, features: Features, attention_mask: Tensor) -> Tensor:
         return features.last(attention_mask) @ features.weight.T
 
-    def token_stats(self, policy, ref, input_ids, completion_mask, with_kl) -> TokenStats:
+    def token_stats(self, policy, ref, input_ids, completion_mask, with_kl, summary: bool = False) -> TokenStats:
         _check_kl(with_kl, ref)
         targets = input_ids[:, 1:][completion_mask[:, 1:].bool()]
         stats = head_token_stats(
@@ -153,10 +166,13 @@ class ChunkedHead(FullLogitsHead):
             chunk_size=self.chunk_size,
             with_kl=with_kl,
             workspace=self.workspace,
+            with_summary=summary,
         )
         frame = [None if v is None else to_token_frame(v, completion_mask) for v in (stats.logps, stats.ref_logps,
                                                                                        stats.kl)]  # fmt: skip
-        return TokenStats(*frame)
+        extra = None if stats.summary is None else {k: to_token_frame(v, completion_mask)
+                                                    for k, v in stats.summary.items()}  # fmt: skip
+        return TokenStats(*frame, extra)
 
 
 def _check_kl(with_kl: bool, ref: Features | None) -> None:

@@ -62,6 +62,8 @@ def record_step(log, beta: float, stats, logratio: Tensor, weights: Tensor, comp
     sequence_logps = (stats.per_token_logps.detach() * completion_mask).sum(-1)
     log("logps/chosen", sequence_logps.chunk(2)[0])
     log("logps/rejected", sequence_logps.chunk(2)[1])
+    if stats.summary is not None:  # the chunked head's by-products (TRL's names)
+        _log_summary(log, stats.summary, completion_mask)
     log("loss/base", objective.base_loss)
     if seq_kl is not None:
         log("kl/chosen", seq_kl[0])
@@ -80,3 +82,17 @@ def record_step(log, beta: float, stats, logratio: Tensor, weights: Tensor, comp
     }
     for name, value in rows.items():  # (2B,) rows as (B, 2): pairs first, as the metric gathering expects
         log(name, value.view(2, -1).T)
+
+
+def _log_summary(log, summary: dict[str, Tensor], completion_mask: Tensor) -> None:
+    """``logits/chosen`` and ``logits/rejected`` (the mean logit over the vocabulary and the response tokens),
+    ``entropy`` (the policy's mean per-token entropy) and ``mean_token_accuracy`` (the share of response tokens that
+    are the policy's most likely token), chosen and rejected responses together for the last two."""
+    mask = completion_mask.float()
+    tokens = mask.sum(-1).clamp(min=1)
+    logit_means = ((summary["logit_mean"] * mask).sum(-1) / tokens).chunk(2)
+    log("logits/chosen", logit_means[0])
+    log("logits/rejected", logit_means[1])
+    for name, key in (("entropy", "entropy"), ("mean_token_accuracy", "correct")):
+        per_row = (summary[key] * mask).sum(-1) / tokens  # (2B,) as (B, 2): pairs first
+        log(name, per_row.view(2, -1).T)

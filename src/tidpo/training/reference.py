@@ -72,9 +72,9 @@ class LiveReference:
         with self.module(policy) as ref:
             return self.layout.ref_forward(ref, batch)
 
-    def token_stats(self, policy_features, ref_features, inputs, with_kl: bool):
+    def token_stats(self, policy_features, ref_features, inputs, with_kl: bool, summary: bool = False):
         return self.layout.head.token_stats(
-            policy_features, ref_features, inputs["input_ids"], inputs["completion_mask"], with_kl
+            policy_features, ref_features, inputs["input_ids"], inputs["completion_mask"], with_kl, summary
         )
 
     def per_token_logps(self, policy: nn.Module, inputs):
@@ -95,9 +95,9 @@ class CachedReference(LiveReference):
     def forward(self, policy: nn.Module, batch) -> None:
         return None
 
-    def token_stats(self, policy_features, ref_features, inputs, with_kl: bool):
+    def token_stats(self, policy_features, ref_features, inputs, with_kl: bool, summary: bool = False):
         if with_kl:
             raise ValueError("a cached reference has no distributions to take the KL with")
-        stats = super().token_stats(policy_features, None, inputs, with_kl=False)
+        stats = super().token_stats(policy_features, None, inputs, with_kl=False, summary=summary)
         stats.ref_per_token_logps = inputs["ref_token_logps"] * inputs["completion_mask"]
         return stats

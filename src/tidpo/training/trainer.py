@@ -106,6 +106,7 @@ class TIDPOTrainer(Trainer):
         self.ref_model = prepare_reference(self.accelerator, ref_model)
         self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
         self._anchor_backward = None  # the deferred anchor backward of the step in progress
+        self._tokens_since_log, self._num_tokens = 0, None  # this process's count; the run's total at the last log
         self.routes = self._resolve_routes(ref_model)
         self.anchor_generation_config = _anchor_generation_config(args, processing_class)
         self.engine = build_engine(
@@ -178,12 +179,14 @@ class TIDPOTrainer(Trainer):
         """TI-DPO loss of one micro-batch (``input_ids`` etc. in TRL's layout: B chosen rows, then B rejected)."""
         mode = "train" if model.training else "eval"
         step, engine, args = self.engine.steps[mode], self.engine, self.args
+        if mode == "train":  # tokens of the rows run (prompt + response, each response's row), for num_tokens
+            self._tokens_since_log = self._tokens_since_log + inputs["attention_mask"].detach().sum()
         log = functools.partial(self._metrics.add, mode)
         completion_mask = inputs["completion_mask"]
         batch = engine.layout.split(inputs)
         policy = engine.layout.policy_forward(model, batch, graph=step.attribution.graph)
         ref = engine.reference.forward(model, batch)
-        stats = engine.reference.token_stats(policy.features, ref, inputs, with_kl=args.kl_weight > 0)
+        stats = engine.reference.token_stats(policy.features, ref, inputs, with_kl=args.kl_weight > 0, summary=True)
         attributions = step.attribution(model, policy, batch, inputs, log)  # Eqs. 5-6
         weights = step.weighting(inputs, attributions)  # Eqs. 7-8
         logratio = weighted_logratio(stats.per_token_logps, stats.ref_per_token_logps, weights)  # Eqs. 9-10
@@ -247,8 +250,21 @@ class TIDPOTrainer(Trainer):
         prefix = getattr(self, "_metric_key_prefix", "eval") + "_"
         mode = "eval" if any(key.startswith(prefix) for key in logs) else "train"
         metrics = self._metrics.pop(mode)
+        if mode == "train" and "loss" in logs:
+            metrics["num_tokens"] = self._count_tokens()
         logs.update({(prefix if mode == "eval" else "") + key: value for key, value in metrics.items()})
         super().log(logs, start_time)
+
+    def _count_tokens(self) -> float:
+        """The run's tokens so far, over every process (resumed runs continue from their last logged count)."""
+        if self._num_tokens is None:
+            self._num_tokens = next(
+                (row["num_tokens"] for row in reversed(self.state.log_history) if "num_tokens" in row), 0.0
+            )
+        local = torch.as_tensor(self._tokens_since_log, dtype=torch.float64, device=self.args.device)
+        self._num_tokens += float(self.accelerator.gather(local.reshape(1)).sum())
+        self._tokens_since_log = 0
+        return self._num_tokens
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Evaluation loss only (uniform weights and no triplet unless ``eval_importance``)."""
