@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "TIDPOConfig": "tidpo.training.config",
     "TIDPOTrainer": "tidpo.training.trainer",
+    "LogCompletionsCallback": "tidpo.training.callbacks",
     "load_preference_data": "tidpo.data",
     "tokenize_preference_dataset": "tidpo.data",
     "PreferenceCollator": "tidpo.data",

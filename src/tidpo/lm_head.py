@@ -62,7 +62,11 @@ def _buffers(workspace: HeadWorkspace | None, rows: int, cols: int, dtype, devic
 
 
 def _logits_into(hidden: Tensor, weight: Tensor, out: Tensor) -> Tensor:
-    """``hidden @ weightᵀ`` in at least fp32, written into the ``(n, V)`` buffer ``out`` (returned)."""
+    """``hidden @ weightᵀ`` written into the ``(n, V)`` buffer ``out`` (at least fp32; returned). The matmul runs in
+    the weight's dtype, as the model's own head would (hidden states can come out of a bf16 model in fp32, e.g.
+    under autocast); only a bf16/fp16 product is widened, never the ``(V, D)`` weight copied."""
+    if hidden.dtype != weight.dtype:
+        hidden = hidden.to(weight.dtype)
     if hidden.dtype == out.dtype:
         return torch.mm(hidden, weight.T, out=out)
     return out.copy_(hidden @ weight.T)

@@ -98,6 +98,11 @@ class ScriptArguments:
     eval_before: bool = field(
         default=False, metadata={"help": "Evaluate once before training (the baseline), needs --eval_dataset."}
     )
+    log_completions: int = field(
+        default=0,
+        metadata={"help": "At each evaluation, sample a completion for the first N held-out prompts and append them to "
+                  "<output_dir>/completions.jsonl (0: off)."},
+    )  # fmt: skip
     eval_dataset_is_split: bool = field(default=False, init=False)  # --eval_dataset defaulted to --dataset's split
 
 
@@ -220,7 +225,8 @@ def _convert_yaml_value(action: argparse.Action, key: str, value, path: str):
         raise CLIError(f"{path}: key {key!r}: {value!r} is not a valid value ({err}){hint}") from err
     if action.choices is not None and any(item not in action.choices for item in converted):
         raise CLIError(f"{path}: key {key!r}: {value!r} is not one of {', '.join(map(str, action.choices))}{hint}")
-    return converted if isinstance(value, list) else converted[0]
+    # a list-valued flag (nargs "+"/"*") given one YAML scalar is a one-item list, as `--flag value` would be
+    return converted if isinstance(value, list) or action.nargs in ("+", "*") else converted[0]
 
 
 def yaml_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
@@ -287,6 +293,8 @@ def parse_train_args(argv: list[str]) -> TrainRun:
     if config.eval_strategy != "no" and not script.eval_dataset:
         script.eval_dataset = script.dataset  # TRL's default: the test split of the training dataset
         script.eval_dataset_is_split = True
+    if script.log_completions and not script.eval_dataset:
+        raise CLIError("--log_completions needs held-out prompts: pass --eval_dataset")
     return TrainRun(script, lora, config)
 
 
@@ -331,6 +339,8 @@ def _check_script(script: ScriptArguments, lora: LoraArguments, values: dict) ->
     for name in ("max_train_pairs", "max_eval_pairs"):
         if getattr(script, name) is not None and getattr(script, name) < 1:
             raise CLIError(f"--{name} must be at least 1, got {getattr(script, name)}")
+    if script.log_completions < 0:
+        raise CLIError(f"--log_completions must be >= 0, got {script.log_completions}")
     if script.eval_before and not script.eval_dataset:
         raise CLIError("--eval_before needs --eval_dataset (the held-out pairs to evaluate on)")
     if not lora.use_lora:
@@ -472,7 +482,7 @@ def train(run: TrainRun, argv: list[str]) -> int:
     """Train, evaluate, save, plot and write the model card; print where everything is."""
     from tidpo.model_card import RunSummary, write_model_card
     from tidpo.plotting import has_curves, plot_training_curves
-    from tidpo.training.callbacks import MetricsJsonlCallback, use_tidpo_progress
+    from tidpo.training.callbacks import LogCompletionsCallback, MetricsJsonlCallback, use_tidpo_progress
     from tidpo.training.outputs import last_train_log
 
     start = time.perf_counter()
@@ -480,6 +490,8 @@ def train(run: TrainRun, argv: list[str]) -> int:
     out = Path(run.config.output_dir)
     metrics_path = out / "metrics.jsonl"
     use_tidpo_progress(trainer)
+    if run.script.log_completions:
+        trainer.add_callback(LogCompletionsCallback(held_out_rows(trainer), num_prompts=run.script.log_completions))
     trainer.add_callback(MetricsJsonlCallback(metrics_path, append=bool(run.config.resume_from_checkpoint)))
     eval_before = trainer.evaluate() if run.script.eval_before else None
     result = trainer.train(resume_from_checkpoint=run.config.resume_from_checkpoint)
@@ -508,6 +520,12 @@ def train(run: TrainRun, argv: list[str]) -> int:
     card = write_model_card(out / "README.md", summary)
     _print_report(run, result.metrics, eval_after, metrics_path, curves, card, time.perf_counter() - start)
     return 0
+
+
+def held_out_rows(trainer):
+    """The held-out pairs (the first of several eval sets)."""
+    data = trainer.eval_dataset
+    return next(iter(data.values())) if isinstance(data, dict) else data
 
 
 def _end_processes(trainer) -> None:

@@ -1,4 +1,4 @@
-"""Trainer callbacks for command-line runs: a compact progress bar, and every log row saved as a JSON line.
+"""Trainer callbacks: a compact progress bar, every log row saved as a JSON line, sampled completions at evaluation.
 
 ``TIDPOProgressCallback`` replaces transformers' ``ProgressCallback``/``PrinterCallback`` (which print whole log
 dicts); ``MetricsJsonlCallback`` writes ``metrics.jsonl``, the file ``tidpo.plotting`` draws the curves from.
@@ -133,3 +133,66 @@ class MetricsJsonlCallback(TrainerCallback):
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(row) + "\n")
             file.flush()
+
+
+class LogCompletionsCallback(TrainerCallback):
+    """At each evaluation, sample one completion for each of a few prompts from the policy and save them as JSON
+    lines (``{"step", "prompt", "completion"}``), text only and offline, like TRL's ``LogCompletionsCallback``.
+
+    Sampling runs under ``torch.random.fork_rng`` with a fixed seed: the same prompts get comparable samples from
+    one evaluation to the next, and the training's own random streams (dropout, shuffling, anchors) are untouched.
+    Every process samples (a sharded model needs all of them); the main process writes.
+
+    Args:
+        prompts: prompt strings, or a preference dataset whose ``prompt`` column is used (conversational prompts go
+            through the tokenizer's chat template with the generation prompt).
+        num_prompts: how many of them (the first ones).
+        max_new_tokens, temperature: sampling settings.
+        seed: the sampling seed.
+        path: the file; default ``<output_dir>/completions.jsonl``.
+    """
+
+    def __init__(self, prompts, num_prompts: int = 4, max_new_tokens: int = 32, temperature: float = 1.0,
+                 seed: int = 0, path: str | Path | None = None):  # fmt: skip
+        if num_prompts < 1:
+            raise ValueError(f"num_prompts must be >= 1, got {num_prompts}")
+        from tidpo.eval.generation import SamplingSettings
+
+        self.settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+        self.prompts, self.num_prompts, self.seed = prompts, num_prompts, seed
+        self.path = None if path is None else Path(path)
+
+    def prompt_texts(self, tokenizer) -> list[str]:
+        """The prompts as text (a dataset's conversational prompts rendered with the chat template)."""
+        if isinstance(self.prompts, (list, tuple)):
+            rows = list(self.prompts[: self.num_prompts])
+        else:
+            if "prompt" not in self.prompts.column_names:
+                raise ValueError("LogCompletionsCallback needs prompts: the dataset has no 'prompt' column")
+            rows = self.prompts.select(range(min(self.num_prompts, len(self.prompts))))["prompt"]
+        return [
+            row if isinstance(row, str)
+            else tokenizer.apply_chat_template(row, tokenize=False, add_generation_prompt=True)
+            for row in rows
+        ]  # fmt: skip
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
+        import torch
+
+        from tidpo.eval.generation import generate_samples
+
+        prompts = self.prompt_texts(processing_class)
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            samples = generate_samples(model, processing_class, prompts, 1, self.settings, seed=self.seed)
+        if not state.is_world_process_zero:
+            return
+        path = self.path or Path(args.output_dir) / "completions.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as file:
+            for sample in samples:
+                row = {"step": state.global_step, "prompt": sample.prompt, "completion": sample.text}
+                file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        lines = [f"completions at step {state.global_step} ({path}):"]
+        lines += [f"  {s.prompt[-60:]!r} -> {s.text[:100]!r}" for s in samples]
+        tqdm.write("\n".join(lines))

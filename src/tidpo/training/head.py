@@ -152,7 +152,7 @@ class ChunkedHead(FullLogitsHead):
         return Features(hidden, weight)
 
     def target_logits(self, features: Features, attention_mask: Tensor) -> Tensor:
-        return features.last(attention_mask) @ features.weight.T
+        return project(features.last(attention_mask), features.weight)
 
     def token_stats(self, policy, ref, input_ids, completion_mask, with_kl, summary: bool = False) -> TokenStats:
         _check_kl(with_kl, ref)
@@ -173,6 +173,11 @@ class ChunkedHead(FullLogitsHead):
         extra = None if stats.summary is None else {k: to_token_frame(v, completion_mask)
                                                     for k, v in stats.summary.items()}  # fmt: skip
         return TokenStats(*frame, extra)
+
+
+def project(hidden: Tensor, weight: Tensor) -> Tensor:
+    """``hidden @ weightᵀ`` in the weight's dtype (hidden states may come out of a bf16 model in fp32)."""
+    return hidden.to(weight.dtype) @ weight.T
 
 
 def _check_kl(with_kl: bool, ref: Features | None) -> None:

@@ -26,7 +26,7 @@ from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, T
 from tidpo.importance.attribution import attribution_target, gradient_scores
 from tidpo.ops import left_align, move_to_frame
 from tidpo.training.anchors import AnchorBatch, anchor_batch
-from tidpo.training.head import Features, hidden_states_as_output
+from tidpo.training.head import Features, hidden_states_as_output, project
 from tidpo.training.layouts import PaddedRows, PolicyForward, attach, captured_embeddings, graph_mode
 
 
@@ -251,7 +251,7 @@ def shared_prompt_attributions(
     rows, the responses once.
     """
     mask = sharing.response_mask
-    target = attribution_target(features.last(mask) @ features.weight.T, mask)
+    target = attribution_target(project(features.last(mask), features.weight), mask)
     read = [t for pair in features.cache_inputs for t in pair] if prompt_embeds is not None else []
     grads = torch.autograd.grad(target, [response_embeds, *read], retain_graph=True)
     attributions = sharing.to_full_frame(gradient_scores(grads[0], mask))
