@@ -135,3 +135,56 @@ def test_trls_flag_spellings_are_aliases_on_the_command_line_and_in_yaml(tmp_pat
     config.write_text("model_name_or_path: m2\nuse_peft: true\n")
     run = parse_train_args(["--config", str(config), "--dataset", "d.jsonl", "--output_dir", "out"])
     assert (run.script.model, run.lora.use_lora) == ("m2", True)
+
+
+def _help_of(flag: str) -> str:
+    """The help entry of one `tidpo train` flag, its lines joined (argparse wraps them)."""
+    from tidpo.cli.train import make_parser
+
+    text = make_parser().format_help()
+    start = text.index(f"\n  {flag} ")
+    end = text.index("\n  --", start + 1)
+    return " ".join(text[start:end].split())
+
+
+def test_help_lists_choices_and_preset_resolved_defaults():
+    importance = _help_of("--importance")
+    assert importance.startswith("--importance {hybrid,gradient,prior,uniform,random,columns,columns_raw,custom}")
+    assert "--baseline dpo/tdpo1/tdpo2 uniform" in importance
+    # the values each preset resolves to, written out by hand from docs/method.md §5
+    assert "(default, by --preset: paper 0.7; official 0.2)" in _help_of("--importance_mix")
+    assert "(default, by --preset: paper 4.0; official 8.0)" in _help_of("--prior_sigma_div")
+    assert "paper 0.1; official 0.001; --baseline dpo/tdpo1/tdpo2 0.0" in _help_of("--triplet_weight")
+    assert "paper response; official sequence" in _help_of("--weight_span")
+    assert _help_of("--kl_mode").startswith("--kl_mode {tdpo2,tdpo1,none}")
+    for flag in ("--beta", "--importance_mix", "--triplet_margin"):
+        assert "(default: None)" not in _help_of(flag), flag
+    assert _help_of("--attribution_target").startswith("--attribution_target {max_logit,response_logp}")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--loss_type", "sigmoid"], ["--label_smoothing", "0"], ["--use_weighting", "false"], ["--loss_weights", "1"],
+     ["--truncation_mode", "keep_start"], ["--sync_ref_model", "false"], ["--f_divergence_type", "reverse_kl"]],
+)  # fmt: skip
+def test_trl_options_at_tidpos_value_are_accepted(flags):
+    run = parse_train_args([*REQUIRED, *flags])
+    assert run.config.beta == 0.1 and run.config.importance == "hybrid"  # nothing else changed
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [(["--loss_type", "ipo"], "--loss_type ipo"), (["--loss_type", "sigmoid", "sft"], "--loss_type sigmoid sft"),
+     (["--label_smoothing", "0.1"], "--label_smoothing 0.1"), (["--use_weighting", "true"], "--use_weighting"),
+     (["--truncation_mode", "keep_end"], "--truncation_mode keep_end"), (["--ld_alpha", "0.5"], "--ld_alpha 0.5")],
+)  # fmt: skip
+def test_trl_options_tidpo_cannot_honour_are_one_line_errors(flags, named, capsys):
+    with pytest.raises(CLIError, match="cannot be honoured by tidpo") as err:
+        parse_train_args([*REQUIRED, *flags])
+    assert str(err.value).startswith(named) and "\n" not in str(err.value)
+    assert tidpo(["train", *REQUIRED, *flags]) == 2
+
+
+def test_speed_only_trl_option_is_ignored_with_a_word(capsys):
+    parse_train_args([*REQUIRED, "--pad_to_multiple_of", "8"])
+    assert "--pad_to_multiple_of is ignored" in capsys.readouterr().err

@@ -42,3 +42,16 @@ def test_the_example_trains_on_local_copies(tmp_path, tiny_assets):
     assert final_eval["eval_rewards/accuracies"] is not None
     completions = (out / "completions.jsonl").read_text().splitlines()
     assert len(completions) == 2 and json.loads(completions[0])["prompt"] == pairs[8]["prompt"]
+
+
+def test_the_example_is_a_config_trl_itself_reads():
+    """TRL's own parser (what `trl dpo --config` runs) takes the file, with the meanings tidpo gives it."""
+    from trl import DPOConfig, ModelConfig, ScriptArguments, TrlParser
+
+    parser = TrlParser((ScriptArguments, DPOConfig, ModelConfig))
+    script, config, model = parser.parse_args_and_config(["--config", str(EXAMPLE), "--use_cpu", "true"])
+    ours = parse_train_args(["--config", str(EXAMPLE), "--use_cpu"])
+    assert (script.dataset_name, model.model_name_or_path) == (ours.script.dataset, ours.script.model)
+    assert model.use_peft == ours.lora.use_lora and config.loss_type == ["sigmoid"]
+    assert (config.beta, config.learning_rate, config.max_length) == (
+        ours.config.beta, ours.config.learning_rate, ours.config.max_length)  # fmt: skip

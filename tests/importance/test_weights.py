@@ -1,4 +1,4 @@
-"""Token weights (Eq. 8) and the ablation estimators: hand examples, guards and SPEC §6 identities."""
+"""Token weights (Eq. 8) and the ablation estimators: hand examples, guards and the identities of docs/method.md."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Token-weighted DPO with the TDPO KL term (Eqs. 9–12, SPEC §3): hand numbers and SPEC §6 identities."""
+"""Token-weighted DPO with the TDPO KL term (Eqs. 9–12, docs/method.md §3): hand numbers and its identities."""
 
 import math
 

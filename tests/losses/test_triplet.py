@@ -1,4 +1,4 @@
-"""Triplet loss (Eq. 13) on response-frame log-ratios: overlap-only sums, identities of SPEC §4 and §6."""
+"""Triplet loss (Eq. 13) on response-frame log-ratios: overlap-only sums and the identities of docs/method.md."""
 
 import torch
 from torch.testing import assert_close

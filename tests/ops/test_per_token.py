@@ -1,4 +1,4 @@
-"""Per-token log-probs and KL in the token frame, against naive loops (SPEC §2–3)."""
+"""Per-token log-probs and KL in the token frame, against naive loops (docs/method.md §2–3)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""TIDPOConfig: SPEC §5 presets and baselines, explicit values win, contradictions and bad values fail early."""
+"""TIDPOConfig: the presets and baselines of docs/method.md §5, explicit values win, bad values fail early."""
 
 import pytest
 

@@ -1,5 +1,6 @@
-"""SPEC §6: with uniform weights, kl_mode=none and γ = 0, TI-DPO is DPO — checked against TRL 1.16's DPOTrainer
-on the same tiny model (policy ≠ reference, so the log-ratios are not zero) and the same collated batch."""
+"""An identity of docs/method.md: with uniform weights, kl_mode=none and γ = 0, TI-DPO is DPO, checked against
+TRL 1.16's DPOTrainer on the same tiny model (policy ≠ reference, so the log-ratios are not zero) and the same
+collated batch."""
 
 import pytest
 import torch

@@ -30,7 +30,7 @@ from tidpo.cli.common import (
 )
 from tidpo.cli.launch import profiles, relaunch, split_launch_flag
 from tidpo.hub import DTYPES
-from tidpo.training.config import TIDPOConfig
+from tidpo.training.config import BASELINES, CHOICES, PRESETS, TIDPOConfig
 
 USAGE = "tidpo train --model MODEL --dataset DATA --output_dir DIR [--config FILE.yaml] [options]"
 EPILOG = (
@@ -107,6 +107,30 @@ class ScriptArguments:
 
 
 @dataclass
+class TRLArguments:
+    """TRL's ``DPOConfig`` options that tidpo has no field for, so that a ``trl dpo`` command or YAML file runs:
+    each is accepted at the value that means what TI-DPO does and refused otherwise (docs/trl.md)."""
+
+    _argument_group_name = "TRL DPOConfig options (accepted at the value that means TI-DPO; see docs/trl.md)"
+
+    loss_type: list[str] | None = field(default=None, metadata={"help": "Only 'sigmoid' (DPO's loss, Eq. 12)."})
+    loss_weights: list[float] | None = field(default=None, metadata={"help": "Only 1 (one loss)."})
+    label_smoothing: float | None = field(default=None, metadata={"help": "Only 0 (no robust/EXO DPO)."})
+    truncation_mode: str | None = field(default=None, metadata={"help": "Only 'keep_start'."})
+    f_divergence_type: str | None = field(default=None, metadata={"help": "Only 'reverse_kl'."})
+    ld_alpha: float | None = field(default=None, metadata={"help": "Not supported (LD-DPO); leave unset."})
+    use_weighting: bool | None = field(default=None, metadata={"help": "Only false (no WPO pair weighting)."})
+    sync_ref_model: bool | None = field(default=None, metadata={"help": "Only false (the reference stays frozen)."})
+    pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Ignored (speed only), with a warning."})
+    precompute_ref_batch_size: int | None = field(
+        default=None, metadata={"help": "Ignored: the reference is scored with per_device_eval_batch_size."}
+    )
+    activation_offloading: bool | None = field(
+        default=None, metadata={"help": "Ignored (not implemented), with a warning; see gradient_checkpointing."}
+    )
+
+
+@dataclass
 class LoraArguments:
     """LoRA adapters (peft); the reference model is then the policy with its adapters disabled."""
 
@@ -158,6 +182,11 @@ class TrainRun:
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown in each option's help; the description and examples keep their line breaks."""
 
+    def _get_help_string(self, action):
+        if getattr(action, "preset_default", False):  # the help already says what the preset resolves it to
+            return action.help
+        return super()._get_help_string(action)
+
 
 class _Parser(HfArgumentParser):
     """argparse's errors become :class:`CLIError` (one line, exit 2) instead of a usage dump and ``SystemExit``."""
@@ -168,7 +197,7 @@ class _Parser(HfArgumentParser):
 
 def make_parser() -> HfArgumentParser:
     parser = _Parser(
-        (ScriptArguments, LoraArguments),
+        (ScriptArguments, LoraArguments, TRLArguments),
         prog="tidpo train",
         usage=USAGE,
         description=__doc__,
@@ -205,6 +234,32 @@ def _add_config_arguments(parser: HfArgumentParser) -> None:
         f = copy.copy(original)
         f.type = hints[f.name]
         HfArgumentParser._parse_dataclass_field(trainer if f.name in trainer_fields else method, f)
+    _describe_method_options(method)
+
+
+def _show(value) -> str:
+    return "off" if value is None else str(value)
+
+
+def _describe_method_options(group: argparse._ArgumentGroup) -> None:
+    """Each method flag's help names its choices (also as the metavar) and, for a field the preset fills, what
+    ``--preset`` and ``--baseline`` resolve it to, instead of argparse's ``(default: None)``."""
+    for action in group._group_actions:
+        name = action.dest
+        choices = [c for c in CHOICES.get(name, ()) if c is not None]
+        if choices:
+            action.metavar = "{" + ",".join(choices) + "}"
+        if name in PRESETS["paper"]:
+            parts = [f"{preset} {_show(values[name])}" for preset, values in PRESETS.items()]
+            by_value: dict[str, list[str]] = {}
+            for baseline, values in BASELINES.items():
+                if name in values:
+                    by_value.setdefault(_show(values[name]), []).append(baseline)
+            parts += [f"--baseline {'/'.join(names)} {value}" for value, names in by_value.items()]
+            if name == "kl_weight":
+                parts.append("1.0 with kl_mode tdpo1, 0 with none")
+            action.help = f"{action.help} (default, by --preset: {'; '.join(parts)})".replace("%", "%%")
+            action.preset_default = True
 
 
 def _suggest(name: str, known) -> str:
@@ -284,6 +339,7 @@ def parse_train_args(argv: list[str]) -> TrainRun:
     script = ScriptArguments(**{f.name: values[f.name] for f in fields(ScriptArguments) if f.init})
     lora = LoraArguments(**{f.name: values[f.name] for f in fields(LoraArguments)})
     _check_script(script, lora, values)
+    _check_trl_options({f.name: values[f.name] for f in fields(TRLArguments)})
     config_values = {f.name: values[f.name] for f in fields(TIDPOConfig) if f.init}
     try:
         config = TIDPOConfig(**config_values)
@@ -296,6 +352,23 @@ def parse_train_args(argv: list[str]) -> TrainRun:
     if script.log_completions and not script.eval_dataset:
         raise CLIError("--log_completions needs held-out prompts: pass --eval_dataset")
     return TrainRun(script, lora, config)
+
+
+def _check_trl_options(values: dict) -> None:
+    """TRL-only options: refused (one line) unless at the value that means what tidpo does; speed-only ones warn."""
+    from tidpo.training.trl_compat import IGNORED, REQUIRED
+
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name in IGNORED:
+            print(f"tidpo train: --{name} is ignored: {IGNORED[name]}", file=sys.stderr)
+            continue
+        allowed, why = REQUIRED[name]
+        plain = tuple(value) if isinstance(value, list) else value
+        if plain not in allowed:
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            raise CLIError(f"--{name} {shown} cannot be honoured by tidpo: {why}")
 
 
 # --report_to integration -> (the module it imports, what to install)
