@@ -1,5 +1,7 @@
 """Preference evaluation at forward-only speed: ``tidpo eval``'s path (``TIDPOTrainer.evaluate``, uniform weights,
-no attribution, no gradient graph) against a bare forward of the two models on the same batches.
+no attribution, no gradient graph) against a bare forward of the two models on the same batches, with the pairs in
+dataset order (``eval_group_by_length=False``, before), longest first (the default, after) and longest first with
+``padding_free`` (packed rows, no padding at all), in one run.
 
 SmolLM2-135M-Instruct with a LoRA adapter (its base, adapters off, is the reference) on Anthropic-HH dev pairs
 (``--hh``, a local copy of the harmless-base pairs, or env ``HH``). The bare loop runs the collated batches
@@ -7,7 +9,7 @@ through the policy and the reference under ``torch.no_grad()`` and does nothing 
 what the evaluation adds on top of the two forwards (log-probs, KL, metrics, the Trainer's loop).
 
     python benchmarks/eval_speed.py                  # writes a section of docs/performance.md
-    python benchmarks/eval_speed.py --pairs 8        # quicker
+    python benchmarks/eval_speed.py --pairs 16       # quicker
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def build(args):
     return model, tokenizer, data
 
 
-def evaluate_path(model, tokenizer, data, args) -> tuple[float, int, list]:
+def evaluate_path(model, tokenizer, data, args, group: bool, packed: bool, warm_up: bool) -> tuple[float, int, list]:
     """Seconds of ``trainer.evaluate()`` on ``data``, the pairs kept, and the collated batches it ran."""
     from tidpo import TIDPOConfig, TIDPOTrainer
 
@@ -57,10 +59,12 @@ def evaluate_path(model, tokenizer, data, args) -> tuple[float, int, list]:
         config = TIDPOConfig(
             output_dir=scratch, per_device_eval_batch_size=args.batch_size, max_length=args.max_length,
             report_to="none", use_cpu=True, disable_tqdm=True, dataloader_pin_memory=False,
+            eval_group_by_length=group, padding_free=packed,
         )  # fmt: skip
         trainer = TIDPOTrainer(model=model, args=config, eval_dataset=data, processing_class=tokenizer)
         batches = list(trainer.get_eval_dataloader())
-        trainer.evaluate()  # warm-up
+        if warm_up:
+            trainer.evaluate(data.select(range(min(8, len(data)))))
         start = time.perf_counter()
         trainer.evaluate()
         seconds = time.perf_counter() - start
@@ -69,7 +73,8 @@ def evaluate_path(model, tokenizer, data, args) -> tuple[float, int, list]:
 
 @torch.no_grad()
 def bare_forward(model, batches) -> float:
-    """Seconds of the policy and the reference (adapters off) forward on every batch, nothing else."""
+    """Seconds of the policy and the reference (adapters off) forward on every batch, nothing else (run after
+    ``evaluate_path``, so the threads are warm)."""
     model.eval()
 
     def once():
@@ -79,7 +84,6 @@ def bare_forward(model, batches) -> float:
             with model.disable_adapter():
                 model(input_ids=ids, attention_mask=mask)
 
-    once()  # warm-up
     start = time.perf_counter()
     once()
     return time.perf_counter() - start
@@ -98,26 +102,51 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.data} not found (pass --data, or set HH to the HH harmless-base folder)")
     torch.manual_seed(0)
     model, tokenizer, data = build(args)
-    eval_s, pairs, batches = evaluate_path(model, tokenizer, data, args)
-    bare_s = bare_forward(model, batches)
-    real = sum(int(b["attention_mask"].sum()) for b in batches) / 2 / pairs
-    padded = sum(b["attention_mask"].numel() for b in batches) / 2 / pairs
+    rows = []
+    modes = (
+        ("dataset order (before)", False, False),
+        ("longest first (`eval_group_by_length`, the default)", True, False),
+        ("longest first, `padding_free` (packed rows)", True, True),
+    )
+    for i, (label, group, packed) in enumerate(modes):
+        eval_s, pairs, batches = evaluate_path(model, tokenizer, data, args, group, packed, warm_up=i == 0)
+        bare_s = bare_forward(model, batches)
+        real = sum(int(b["attention_mask"].sum()) for b in batches) / 2 / pairs
+        padded = sum(b["attention_mask"].numel() for b in batches) / 2 / pairs
+        # what the shared-prompt layout runs: each batch's prompts once (B, P), both responses (2B, R)
+        shared = sum(b["prompt_input_ids"].numel() + 2 * b["prompt_input_ids"].shape[0]
+                     * int(b["completion_mask"].sum(-1).max()) for b in batches) / pairs  # fmt: skip
+        rows.append((label, packed, eval_s, bare_s, pairs, real, padded, shared))
+        print(f"{label}: evaluate {eval_s:.1f}s, bare {bare_s:.1f}s, {real:.0f}/{padded:.0f} per row, {shared:.0f}")
     m = machine()
     command = "python benchmarks/eval_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = "\n".join([
+    pairs, real = rows[0][4], rows[0][5]
+    lines = [
         f"### CPU: `tidpo eval` against a bare forward of the two models (SmolLM2-135M-Instruct + LoRA, HH dev, "
         f"batch {args.batch_size}, max_length {args.max_length})",
         "",
         f"`{command.strip()}` on {m['cpu']} ({m['cpu_count']} cores), torch {m['torch']}, {dt.date.today()}. "
-        f"{pairs} pairs ({real:.0f} real and {padded:.0f} padded positions per response row on average), one warm-up "
-        "pass each, then one timed pass over the same collated batches.",
+        f"{pairs} pairs, {real:.0f} real positions per row (a pair's prompt + one response) on average; one warm-up "
+        "evaluation of 8 pairs, then each order timed once; the bare forward runs the same collated batches.",
         "",
-        "| path | seconds | pairs/s | ratio to the bare forward |",
-        "| --- | --- | --- | --- |",
-        f"| bare forward, policy + reference, `torch.no_grad()` | {bare_s:.2f} | {pairs / bare_s:.2f} | 1.00 |",
-        f"| `TIDPOTrainer.evaluate` (what `tidpo eval` runs) | {eval_s:.2f} | {pairs / eval_s:.2f} | "
-        f"{eval_s / bare_s:.2f} |",
-    ]) + "\n"  # fmt: skip
+        "| pairs in | positions per row (padding included) | per pair, shared-prompt layout | path | seconds | pairs/s "
+        "| ratio to the bare forward |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, packed, eval_s, bare_s, pairs, _real, padded, shared in rows:
+        layout = f"{2 * _real:.0f} (packed)" if packed else f"{shared:.0f}"
+        lines += [
+            f"| {label} | {padded:.0f} | — | bare forward, policy + reference, `torch.no_grad()` | {bare_s:.2f} | "
+            f"{pairs / bare_s:.2f} | 1.00 |",
+            f"| {label} | {padded:.0f} | {layout} | `TIDPOTrainer.evaluate` (what `tidpo eval` runs) | {eval_s:.2f} | "
+            f"{pairs / eval_s:.2f} | {eval_s / bare_s:.2f} |",
+        ]
+    lines += [
+        "",
+        f"Against dataset order, `tidpo eval` ran {rows[0][2] / rows[1][2]:.2f}× the pairs/s longest first and "
+        f"{rows[0][2] / rows[2][2]:.2f}× with packed rows.",
+    ]
+    text = "\n".join(lines) + "\n"
     print(text)
     write_markdown(args.markdown, "eval-speed", text)
     return 0
