@@ -170,11 +170,14 @@ def flip_pairs(dataset, fraction: float, seed: int):
     return dataset.map(swap, with_indices=True), len(flipped)
 
 
-def without_empty_responses(dataset):
-    """The pairs whose every response turn has text (HH has a few empty assistant turns, which tidpo refuses:
-    a response needs a token before its EOS), and how many were dropped."""
-    keep = dataset.filter(lambda row: all(m["content"].strip() for m in row["chosen"] + row["rejected"]))
-    return keep, len(dataset) - len(keep)
+def without_empty_responses(path):
+    """The pairs of ``path`` whose every response turn has text (HH has a few empty assistant turns, which tidpo
+    refuses: a response needs a token before its EOS), and how many were left out."""
+    from tidpo import load_preference_data
+
+    skipped: list[str] = []
+    keep = load_preference_data(str(path), on_bad_row="skip", skipped=skipped)
+    return keep, len(skipped)
 
 
 def load_model(model_path: str):
@@ -202,12 +205,8 @@ def train_and_evaluate(run: dict, args) -> dict:
     lora = {k: base.pop(k) for k in ("use_lora", "lora_r", "lora_alpha", "lora_dropout")}
     info: dict = {}
     if run["experiment"] == "hh":
-        train, info["dropped_empty"] = without_empty_responses(
-            load_preference_data(str(args.hh / "train.conversational.jsonl"))
-        )
-        test, info["dropped_empty_dev"] = without_empty_responses(
-            load_preference_data(str(args.hh / "dev.conversational.jsonl"))
-        )
+        train, info["dropped_empty"] = without_empty_responses(args.hh / "train.conversational.jsonl")
+        test, info["dropped_empty_dev"] = without_empty_responses(args.hh / "dev.conversational.jsonl")
         base.update(HH_RECIPE)
         if args.quick:
             base.update(max_steps=2, per_device_train_batch_size=2, max_length=128, anchor_max_new_tokens=4)

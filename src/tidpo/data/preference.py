@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from datasets import Dataset, DatasetDict
 from datasets.table import InMemoryTable
 
 from tidpo.data.errors import PreferenceDataError
+
+logger = logging.getLogger("tidpo.data")
 
 STANDARD = "standard"
 CONVERSATIONAL = "conversational"
@@ -53,10 +56,15 @@ class _Records:
 
     rows: list[dict[str, Any]]
     labels: list[str]
+    unparsed: int = 0  # lines left out as not valid JSON (skip mode)
 
 
 def load_preference_data(
-    source: str | os.PathLike | Dataset | DatasetDict, split: str = "train", config_name: str | None = None
+    source: str | os.PathLike | Dataset | DatasetDict,
+    split: str = "train",
+    config_name: str | None = None,
+    on_bad_row: str = "error",
+    skipped: list[str] | None = None,
 ) -> Dataset:
     """Loads preference data and checks every row.
 
@@ -68,6 +76,9 @@ def load_preference_data(
         split: the split to take from a ``DatasetDict``, a saved ``DatasetDict`` folder or a Hub dataset; ignored
             for a single file.
         config_name: the Hub dataset's configuration (``load_dataset``'s ``name``); only for a Hub id.
+        on_bad_row: ``"error"`` (the default) raises at the first bad row; ``"skip"`` leaves bad rows (and lines
+            that are not valid JSON) out, logs how many with the first reasons, and appends each reason to
+            ``skipped`` when a list is given.
 
     Returns:
         The rows as a ``Dataset`` with ``chosen``, ``rejected``, ``prompt`` when given, and any extra columns.
@@ -79,6 +90,10 @@ def load_preference_data(
         tidpo.hub.HubLoadError: a Hub id that could not be loaded (offline, unknown, gated), in one line.
         TypeError: ``source`` is none of the types above.
     """
+    if on_bad_row not in ("error", "skip"):
+        raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
+    skip = on_bad_row == "skip"
+    bad: list[str] = [] if skipped is None else skipped
     if isinstance(source, DatasetDict):
         dataset, name = _pick_split(source, split, "<DatasetDict>")
     elif isinstance(source, Dataset):
@@ -86,7 +101,7 @@ def load_preference_data(
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.suffix.lower() in (".jsonl", ".json", ".csv"):
-            return _dataset_from_records(_read_records(path), str(path))
+            return _dataset_from_records(_read_records(path, bad if skip else None), str(path), bad if skip else None)
         if _is_hub_id(source):
             dataset, name = _load_hub_dataset(str(source), config_name, split)
         else:
@@ -96,8 +111,18 @@ def load_preference_data(
             f"preference data source must be a file or folder path, a datasets.Dataset or a datasets.DatasetDict, "
             f"got {type(source).__name__}"
         )
-    validate_preference_dataset(dataset, name)
-    return dataset
+    if not skip:
+        validate_preference_dataset(dataset, name)
+        return dataset
+    good = _check_columns_and_rows(dataset, name, bad)
+    return dataset if len(good) == len(dataset) else dataset.select(good)
+
+
+def _report_skipped(source: str, bad: list[str], start: int, total: int) -> None:
+    if len(bad) > start:
+        shown = "; ".join(bad[start : start + 3])
+        more = f" (and {len(bad) - start - 3} more)" if len(bad) - start > 3 else ""
+        logger.warning(f"{source}: skipped {len(bad) - start} of {total} rows (on_bad_row='skip'): {shown}{more}")
 
 
 def validate_preference_dataset(dataset: Dataset, source: str = "<Dataset>") -> str:
@@ -122,9 +147,30 @@ def validate_preference_dataset(dataset: Dataset, source: str = "<Dataset>") -> 
     return _validate_rows(((f"row {number}", row) for number, row in enumerate(fields, 1)), source)
 
 
-def _dataset_from_records(records: _Records, source: str) -> Dataset:
-    """Checks rows read from a file, then builds the ``Dataset`` (columns: the union of the rows' keys)."""
-    _validate_rows(zip(records.labels, records.rows, strict=True), source)
+def _check_columns_and_rows(dataset: Dataset, source: str, bad: list[str]) -> list[int]:
+    """The indices of the good rows of ``dataset`` (skip mode); the reasons for the others go to ``bad``."""
+    missing = [column for column in REQUIRED_FIELDS if column not in dataset.column_names]
+    if missing:
+        raise PreferenceDataError(
+            f"{source}: missing required column(s) {missing}; the columns are {dataset.column_names}"
+        )
+    fields = dataset.select_columns([column for column in FIELDS if column in dataset.column_names])
+    start = len(bad)
+    good = _good_rows(((f"row {number}", row) for number, row in enumerate(fields, 1)), source, bad)
+    _report_skipped(source, bad, start, len(dataset))
+    return good
+
+
+def _dataset_from_records(records: _Records, source: str, bad: list[str] | None = None) -> Dataset:
+    """Checks rows read from a file, then builds the ``Dataset`` (columns: the union of the rows' keys). With
+    ``bad`` (skip mode), bad rows are left out and their reasons appended to it."""
+    if bad is None:
+        _validate_rows(zip(records.labels, records.rows, strict=True), source)
+    else:
+        start = len(bad) - records.unparsed
+        keep = _good_rows(zip(records.labels, records.rows, strict=True), source, bad)
+        records = _Records([records.rows[i] for i in keep], [records.labels[i] for i in keep])
+        _report_skipped(source, bad, start, len(records.rows) + len(bad) - start)
     columns = dict.fromkeys(key for row in records.rows for key in row)
     data = {column: [row.get(column) for row in records.rows] for column in columns}
     try:
@@ -224,37 +270,57 @@ def _pick_split(datasets: DatasetDict, split: str, source: str) -> tuple[Dataset
     return datasets[split], f"{source}[{split!r}]"
 
 
-def _read_records(path: Path) -> _Records:
-    """Rows of a JSON Lines, JSON or CSV file, parsed here so that errors can name the line."""
+def _read_records(path: Path, bad: list[str] | None = None) -> _Records:
+    """Rows of a JSON Lines, JSON or CSV file, parsed here so that errors can name the line. With ``bad`` (skip
+    mode), JSON Lines lines that do not parse are left out and their reasons appended to it."""
     if not path.is_file():
         raise FileNotFoundError(f"preference data not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _read_csv(path)
-    text = path.read_text(encoding="utf-8-sig")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise PreferenceDataError(
+            f"{path}, line {line}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); save the file "
+            "as UTF-8"
+        ) from err
     if suffix == ".json" and text.lstrip().startswith("["):
         return _read_json_array(path, text)
-    return _read_json_lines(path, text)
+    return _read_json_lines(path, text, bad)
 
 
-def _read_json_lines(path: Path, text: str) -> _Records:
-    rows, labels = [], []
+def _read_json_lines(path: Path, text: str, bad: list[str] | None = None) -> _Records:
+    rows, labels, unparsed = [], [], 0
     # Deviation from str.splitlines: JSON strings may hold raw U+2028, which splitlines() would break on.
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
+            if not isinstance(row, dict):
+                raise PreferenceDataError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
         except json.JSONDecodeError as err:
-            raise PreferenceDataError(
+            error = PreferenceDataError(
                 f"{path}, line {number}: not valid JSON ({err.msg}, column {err.colno}); each line of a JSON Lines "
                 "file must hold one complete JSON object"
-            ) from err
-        if not isinstance(row, dict):
-            raise PreferenceDataError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
+            )
+            if bad is None:
+                raise error from err
+            bad.append(str(error))
+            unparsed += 1
+            continue
+        except PreferenceDataError as error:
+            if bad is None:
+                raise
+            bad.append(str(error))
+            unparsed += 1
+            continue
         rows.append(row)
         labels.append(f"line {number}")
-    return _Records(rows, labels)
+    return _Records(rows, labels, unparsed)
 
 
 def _read_json_array(path: Path, text: str) -> _Records:
@@ -270,10 +336,13 @@ def _read_json_array(path: Path, text: str) -> _Records:
 
 def _read_csv(path: Path) -> _Records:
     """Every cell is read as a string (no type guessing), so ``"42"`` stays text; blank lines are skipped."""
-    with path.open(newline="", encoding="utf-8-sig") as file:
-        reader = csv.reader(file)
-        header = next(reader, [])
-        rows = [values for values in reader if values]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            header = next(reader, [])
+            rows = [values for values in reader if values]
+    except UnicodeDecodeError as err:
+        raise PreferenceDataError(f"{path}: not UTF-8 text ({err.reason}, byte {err.start}); save it as UTF-8") from err
     for number, values in enumerate(rows, 1):
         if len(values) != len(header):
             raise PreferenceDataError(
@@ -295,6 +364,29 @@ def _validate_rows(rows: Iterable[tuple[str, Mapping[str, Any]]], source: str) -
     for label, row in itertools.chain([first], rows):
         _check_row(row, f"{source}, {label}", fmt, explicit_prompt, first_label)
     return fmt
+
+
+def _good_rows(rows: Iterable[tuple[str, Mapping[str, Any]]], source: str, bad: list[str]) -> list[int]:
+    """Like :func:`_validate_rows`, but a bad row is noted in ``bad`` and left out; the first good row sets the
+    format. Returns the indices of the good rows."""
+    good, fmt, explicit_prompt, first_label = [], None, False, ""
+    for index, (label, row) in enumerate(rows):
+        try:
+            if fmt is None:
+                row_fmt = _detect_format(row, f"{source}, {label}")
+                _check_row(row, f"{source}, {label}", row_fmt, "prompt" in row, label)
+                fmt, explicit_prompt, first_label = row_fmt, "prompt" in row, label
+            else:
+                _check_row(row, f"{source}, {label}", fmt, explicit_prompt, first_label)
+        except PreferenceDataError as err:
+            bad.append(str(err))
+            continue
+        good.append(index)
+    if not good and not bad:
+        raise PreferenceDataError(f"{source}: no rows")
+    if not good:
+        raise PreferenceDataError(f"{source}: every row is bad ({len(bad)}); the first: {bad[0]}")
+    return good
 
 
 def _detect_format(row: Mapping[str, Any], where: str) -> str:
@@ -323,11 +415,51 @@ def _check_row(row: Mapping[str, Any], where: str, fmt: str, explicit_prompt: bo
                 f"{where}, field '{field}': expected {_EXPECTED[fmt]} ({fmt} format, as in {first_label}), "
                 f"got {problem}"
             )
+    if fmt == CONVERSATIONAL:
+        for field in FIELDS if explicit_prompt else REQUIRED_FIELDS:
+            problem = _turns_problem(row[field], field, explicit_prompt)
+            if problem is not None:
+                raise PreferenceDataError(f"{where}, field '{field}': {problem}")
+    if row["chosen"] == row["rejected"]:
+        raise PreferenceDataError(
+            f"{where}, fields 'chosen' and 'rejected': the two responses are identical, so the pair prefers nothing"
+        )
+
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+def _turns_problem(messages: list, field: str, explicit_prompt: bool) -> str | None:
+    """Roles that a chat template would render wrongly: unknown roles, a response that is not the assistant's, a
+    prompt that ends with the assistant (nothing left to answer), a system message after the first."""
+    for number, message in enumerate(messages, 1):
+        role = message["role"]
+        if role not in ROLES:
+            return f"message {number} has role {role!r}, not one of {', '.join(ROLES)}"
+        if role in ("system", "developer") and number > 1:
+            return f"message {number} is a {role!r} message after the first"
+        if field != "prompt" and role == "assistant" and not message["content"].strip():
+            return f"message {number} (the assistant's) has only whitespace"
+    last = messages[-1]["role"]
+    if field == "prompt":
+        return "the prompt ends with an 'assistant' message: the response must answer a user turn" if (
+            last == "assistant") else None  # fmt: skip
+    if last != "assistant":
+        return f"the response must end with an 'assistant' message, its last is {last!r}"
+    if explicit_prompt:
+        other = next((m["role"] for m in messages if m["role"] not in ("assistant", "tool")), None)
+        if other is not None:
+            return f"holds a {other!r} message: with a separate prompt, a response holds the assistant's turns only"
+    return None
 
 
 def _text_problem(value: Any, field: str) -> str | None:
     """What is wrong with a standard-format field, or None."""
-    return None if isinstance(value, str) and value else _describe(value, field)
+    if isinstance(value, str) and value.strip():
+        return None
+    if isinstance(value, str) and value:
+        return "a string of only whitespace"
+    return _describe(value, field)
 
 
 def _messages_problem(value: Any, field: str) -> str | None:
