@@ -131,8 +131,10 @@ def test_dataset_keeps_its_columns_and_adds_ids(tokenizer):
         "prompt_ids",
         "chosen_ids",
         "rejected_ids",
+        "tidpo_row",
     ]
     assert tokenized[0]["rejected_ids"] == [48, 50, 10, 3]
+    assert tokenized["tidpo_row"] == list(range(1, len(STANDARD) + 1))  # each pair's row, for messages about it
 
 
 def test_tokenizer_without_eos_is_rejected(tokenizer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -52,6 +53,20 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     return tokenizer
 
 
+@contextlib.contextmanager
+def _damaged_weights(where: str):
+    """A truncated or corrupt safetensors file as one line instead of the library's traceback."""
+    try:
+        yield
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError" and "safetensors" not in (type(err).__module__ or ""):
+            raise
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise CLIError(
+            f"{where}: a weights file cannot be read ({first}): it is truncated or damaged; save or copy it again"
+        ) from err
+
+
 def load_causal_lm(name_or_path: str, init_kwargs: dict | None = None):
     """Load ``(model, tokenizer)`` from a built-in name, a folder or a Hub id; a PEFT adapter folder loads its base
     model (named in ``adapter_config.json``, the same kinds) with the adapter on top.
@@ -70,7 +85,8 @@ def load_causal_lm(name_or_path: str, init_kwargs: dict | None = None):
     path = resolve_model_path(name_or_path)
     base = adapter_base(path) if is_adapter_folder(path) else name_or_path
     try:
-        model = load_pretrained_causal_lm(base, **init_kwargs)
+        with _damaged_weights(base):
+            model = load_pretrained_causal_lm(base, **init_kwargs)
     except (HubLoadError, ModelSourceError) as err:
         raise CLIError(f"adapter {path}: {err}" if base != name_or_path else str(err)) from err
     except ValueError as err:  # "Unrecognized configuration class ... for AutoModelForCausalLM"
@@ -80,7 +96,8 @@ def load_causal_lm(name_or_path: str, init_kwargs: dict | None = None):
     if base != name_or_path:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, path)
+        with _damaged_weights(path):
+            model = PeftModel.from_pretrained(model, path)
     has_tokenizer = is_adapter_folder(path) and (Path(path) / "tokenizer_config.json").is_file()
     tokenizer = load_tokenizer(
         name_or_path if has_tokenizer or base == name_or_path else base,
@@ -112,8 +129,10 @@ def trained_settings(args, model: str, defaults: dict, command: str) -> None:
         print(f"tidpo {command}: as trained ({file}): {values}; flags override", file=sys.stderr)
 
 
-def load_dataset_arg(name_or_path: str, split: str = "train", config_name: str | None = None):
-    """A built-in dataset name (``demo``), a file/folder or a Hub dataset id, loaded and checked as preference data."""
+def load_dataset_arg(name_or_path: str, split: str = "train", config_name: str | None = None,
+                     on_bad_row: str = "error", skipped: list[str] | None = None):  # fmt: skip
+    """A built-in dataset name (``demo``), a file/folder or a Hub dataset id, loaded and checked as preference data
+    (``on_bad_row``/``skipped`` as in :func:`tidpo.load_preference_data`)."""
     from tidpo.data import PreferenceDataError, load_preference_data
     from tidpo.data.preference import FILE_SUFFIXES
     from tidpo.hub import HubLoadError, looks_like_hub_id
@@ -129,6 +148,7 @@ def load_dataset_arg(name_or_path: str, split: str = "train", config_name: str |
     if config_name is not None and path.exists():
         raise CLIError(f"--dataset_config {config_name!r} is for a Hub dataset; {name_or_path} is local")
     try:
-        return load_preference_data(source, split=split, config_name=config_name)
+        return load_preference_data(source, split=split, config_name=config_name, on_bad_row=on_bad_row,
+                                    skipped=skipped)  # fmt: skip
     except (PreferenceDataError, HubLoadError, FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from err

@@ -103,7 +103,18 @@ class ScriptArguments:
         metadata={"help": "At each evaluation, sample a completion for the first N held-out prompts and append them to "
                   "<output_dir>/completions.jsonl (0: off)."},
     )  # fmt: skip
+    on_bad_row: str = field(
+        default="error",
+        metadata={"help": "A malformed pair in --dataset or --eval_dataset: 'error' stops with its file, row and "
+                  "field; 'skip' leaves it out, and the count is reported at the end.", "choices": ["error", "skip"]},
+    )  # fmt: skip
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an --output_dir that already holds a trained model or checkpoints, replacing "
+                  "them (their checkpoint-* folders are removed first). Without it such a folder is refused."},
+    )  # fmt: skip
     eval_dataset_is_split: bool = field(default=False, init=False)  # --eval_dataset defaulted to --dataset's split
+    skipped_rows: list = field(default_factory=list, init=False)  # reasons of the rows --on_bad_row skip left out
 
 
 @dataclass
@@ -296,7 +307,10 @@ def yaml_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise CLIError(f"--config {path} is not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        what = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise CLIError(f"--config {path} is not valid YAML{where}: {what}") from err
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise CLIError(f"--config {path} must be a mapping of option: value, got a {type(data).__name__}")
@@ -346,6 +360,7 @@ def parse_train_args(argv: list[str]) -> TrainRun:
     except ValueError as err:  # TIDPOConfig/TrainingArguments validation; some messages span several lines
         raise CLIError(f"invalid option: {' '.join(str(err).split())}") from err
     _check_services(config)
+    _check_schedules(parser, values, config)
     if config.eval_strategy != "no" and not script.eval_dataset:
         script.eval_dataset = script.dataset  # TRL's default: the test split of the training dataset
         script.eval_dataset_is_split = True
@@ -369,6 +384,67 @@ def _check_trl_options(values: dict) -> None:
         if plain not in allowed:
             shown = " ".join(map(str, value)) if isinstance(value, list) else value
             raise CLIError(f"--{name} {shown} cannot be honoured by tidpo: {why}")
+
+
+def _check_schedules(parser, values: dict, config: TIDPOConfig) -> None:
+    """--save_steps / --eval_steps given with their strategy off would silently do nothing."""
+    for steps, strategy in (("save_steps", "save_strategy"), ("eval_steps", "eval_strategy")):
+        chosen = getattr(config, strategy)
+        chosen = getattr(chosen, "value", chosen)  # an IntervalStrategy / SaveStrategy enum
+        if values.get(steps) not in (None, parser.get_default(steps)) and chosen != "steps":
+            given = f"--{steps} {values[steps]:g}"
+            raise CLIError(f"{given} does nothing with --{strategy} {chosen}; add --{strategy} steps")
+
+
+# files that mean an --output_dir already holds a trained model
+TRAINED_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+                 "pytorch_model.bin", "tidpo_config.json")  # fmt: skip
+
+
+def check_output_dir(run: TrainRun) -> str | None:
+    """Before anything is loaded: the output folder can be written, and a trained model or checkpoints in it are
+    never replaced unless asked (--overwrite_output_dir) or continued (--resume_from_checkpoint). Returns the
+    checkpoint to resume from (None for a fresh start).
+
+    Raises:
+        CLIError: the folder is a file or under one, cannot be written, already holds a run, or the checkpoint to
+            resume from is missing or incomplete.
+    """
+    import shutil
+    import tempfile
+
+    from tidpo.training import checkpoints
+
+    out = Path(run.config.output_dir)
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == out else f"is under {parent}, which is a file"
+            raise CLIError(f"--output_dir {out} {where}; give a folder")
+    try:
+        resume = checkpoints.resolve_resume(run.config.resume_from_checkpoint, out)
+    except checkpoints.ResumeError as err:
+        raise CLIError(f"--{err}") from err
+    if resume is None:
+        held = [name for name in TRAINED_FILES if (out / name).exists()]
+        if (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").stat().st_size:
+            held.append("metrics.jsonl")
+        held += [folder.name for _, folder in checkpoints.checkpoints(out)][:3]
+        if held and not run.script.overwrite_output_dir:
+            raise CLIError(
+                f"--output_dir {out} already holds a run ({', '.join(held)}); pass --resume_from_checkpoint true to "
+                "continue it, --overwrite_output_dir to replace it, or another --output_dir"
+            )
+        if held:
+            for _, folder in checkpoints.checkpoints(out):
+                shutil.rmtree(folder)
+            print(f"tidpo train: --overwrite_output_dir: replacing the run in {out}", file=sys.stderr)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".tidpo-write-test-"):
+            pass
+    except OSError as err:
+        raise CLIError(f"--output_dir {out} cannot be written: {err.strerror or err}") from err
+    return resume
 
 
 # --report_to integration -> (the module it imports, what to install)
@@ -445,7 +521,19 @@ def check_causal_lm(name_or_path: str) -> None:
             return  # load_causal_lm names the missing base
     if not (path / "config.json").is_file():
         return  # a Hub id: from_pretrained checks the class of what it downloads
-    architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
+    config = json.loads((path / "config.json").read_text())
+    architectures = config.get("architectures") or []
+    if not architectures:  # judged by its model type: an encoder (BERT & co.) would load as a headless "decoder"
+        from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+        kind = config.get("model_type")
+        encoder = kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not config.get("is_decoder")
+        if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or encoder:
+            raise CLIError(
+                f"{name_or_path} is not a causal language model: its config.json names no architectures and its "
+                f"model_type {kind!r} is {'an encoder' if encoder else 'no causal LM type'}; pass a decoder-only model "
+                "saved with AutoModelForCausalLM"
+            )
     if architectures and not set(architectures) & set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()):
         raise CLIError(
             f"{name_or_path} is not a causal language model: its config.json names {', '.join(architectures)}; "
@@ -484,8 +572,8 @@ def _has_splits(name: str) -> bool:
     return not path.exists() or (path.is_dir() and not (path / "state.json").is_file())
 
 
-def _load_pairs(name: str, split: str, limit: int | None, config_name: str | None = None):
-    dataset = load_dataset_arg(name, split, config_name)
+def _load_pairs(script, name: str, split: str, limit: int | None, config_name: str | None = None):
+    dataset = load_dataset_arg(name, split, config_name, script.on_bad_row, script.skipped_rows)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     return dataset
@@ -499,7 +587,7 @@ def build_trainer(run: TrainRun):
     from tidpo.training.trainer import TIDPOTrainer
 
     script = run.script
-    train = _load_pairs(script.dataset, script.dataset_split, script.max_train_pairs, script.dataset_config)
+    train = _load_pairs(script, script.dataset, script.dataset_split, script.max_train_pairs, script.dataset_config)
     held_out = None
     if script.eval_dataset_is_split and not _has_splits(script.dataset):
         raise CLIError(
@@ -508,7 +596,7 @@ def build_trainer(run: TrainRun):
         )
     if script.eval_dataset:
         config_name = script.dataset_config if script.eval_dataset == script.dataset else None
-        held_out = _load_pairs(script.eval_dataset, script.eval_split, script.max_eval_pairs, config_name)
+        held_out = _load_pairs(script, script.eval_dataset, script.eval_split, script.max_eval_pairs, config_name)
     model, tokenizer = load_policy(script.model, init_kwargs(run))
     if is_peft_model(model):
         raise CLIError(
@@ -539,6 +627,12 @@ def build_trainer(run: TrainRun):
         raise CLIError(
             f"every training pair was dropped: the prompts fill --max_length {run.config.max_length}; raise it"
         )
+    held = trainer.eval_dataset
+    for name, data in held.items() if isinstance(held, dict) else ([("held-out", held)] if held is not None else []):
+        if len(data) == 0:
+            raise CLIError(
+                f"every {name} pair was dropped: the prompts fill --max_length {run.config.max_length}; raise it"
+            )
     return trainer, len(train), (len(held_out) if held_out is not None else None)
 
 
@@ -557,17 +651,35 @@ def train(run: TrainRun, argv: list[str]) -> int:
     from tidpo.plotting import has_curves, plot_training_curves
     from tidpo.training.callbacks import LogCompletionsCallback, MetricsJsonlCallback, use_tidpo_progress
     from tidpo.training.outputs import last_train_log
+    from tidpo.training.signals import StopOnSignal, exit_status
+    from tidpo.training.trainer import NonFiniteError
 
     start = time.perf_counter()
+    resume = check_output_dir(run)
     trainer, train_pairs, eval_pairs = build_trainer(run)
     out = Path(run.config.output_dir)
     metrics_path = out / "metrics.jsonl"
     use_tidpo_progress(trainer)
     if run.script.log_completions:
         trainer.add_callback(LogCompletionsCallback(held_out_rows(trainer), num_prompts=run.script.log_completions))
-    trainer.add_callback(MetricsJsonlCallback(metrics_path, append=bool(run.config.resume_from_checkpoint)))
+    trainer.add_callback(MetricsJsonlCallback(metrics_path, append=resume is not None))
+    stop = StopOnSignal()
+    trainer.add_callback(stop)
     eval_before = trainer.evaluate() if run.script.eval_before else None
-    result = trainer.train(resume_from_checkpoint=run.config.resume_from_checkpoint)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    except NonFiniteError as err:
+        raise CLIError(f"training stopped: {err}") from err
+    if stop.received is not None:
+        _end_processes(trainer)
+        name = signal_name(stop.received)
+        print(
+            f"tidpo train: stopped by {name} after step {stop.step}; checkpoint {out / f'checkpoint-{stop.step}'} "
+            f"written; continue with the same command and --resume_from_checkpoint true "
+            f"(exit status {exit_status(stop.received)})",
+            file=sys.stderr,
+        )
+        return exit_status(stop.received)
     eval_after = _final_eval(trainer) if trainer.eval_dataset is not None else None
     trainer.save_model()
     main_process = trainer.is_world_process_zero()
@@ -593,6 +705,12 @@ def train(run: TrainRun, argv: list[str]) -> int:
     card = write_model_card(out / "README.md", summary)
     _print_report(run, result.metrics, eval_after, metrics_path, curves, card, time.perf_counter() - start)
     return 0
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 def held_out_rows(trainer):
@@ -636,6 +754,9 @@ def _print_report(run: TrainRun, train_metrics, eval_after, metrics_path, curves
     ]
     if "tensorboard" in run.config.report_to:
         rows.append(("tensorboard logs", f"{out / 'runs'}  (tensorboard --logdir {out / 'runs'})"))
+    if run.script.skipped_rows:
+        lines.append(f"  skipped {len(run.script.skipped_rows)} bad row(s) (--on_bad_row skip); the first: "
+                     f"{run.script.skipped_rows[0]}")  # fmt: skip
     width = max(len(label) for label, _ in rows)
     lines += [f"  {label:<{width}}  {path}" for label, path in rows]
     print("\n".join(lines))

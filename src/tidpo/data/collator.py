@@ -98,6 +98,8 @@ class PreferenceCollator:
             batch["ref_token_logps"] = self._ref_token_frame(examples, batch["completion_mask"])
         if weighted:
             batch["token_weights"] = self._pad(weights, 0.0, left=False, dtype=torch.float32)
+        if all("tidpo_row" in example for example in examples):  # the pairs' rows in the data, for messages
+            batch["tidpo_row"] = torch.tensor([int(example["tidpo_row"]) for example in examples])
         return batch
 
     @staticmethod

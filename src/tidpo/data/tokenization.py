@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger("tidpo.data")
+ROW_COLUMN = "tidpo_row"
 
 ID_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 _CUT_COLUMN = "_tidpo_prompt_tokens_cut"
@@ -256,6 +257,7 @@ def _tokenize_example(row: dict[str, Any], index: int, tokenizer: PreTrainedToke
         "prompt_ids": pair.prompt_ids,
         "chosen_ids": pair.chosen_ids,
         "rejected_ids": pair.rejected_ids,
+        ROW_COLUMN: index + 1,  # the pair's row in the data given (1-based), for messages about it later
         _CUT_COLUMN: len(pair.prompt_tail),
     }
 

@@ -7,12 +7,16 @@ dicts); ``MetricsJsonlCallback`` writes ``metrics.jsonl``, the file ``tidpo.plot
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+logger = logging.getLogger("tidpo.training")
 
 # (log key, short label) shown in the progress bar's postfix, in this order, when present.
 POSTFIX_KEYS = (("loss", "loss"), ("rewards/accuracies", "acc"), ("rewards/margins", "margin"))
@@ -119,10 +123,33 @@ class MetricsJsonlCallback(TrainerCallback):
     """
 
     def __init__(self, path: str | Path, append: bool = False):
-        self.path = Path(path)
+        self.path, self.append = Path(path), append
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not append:
             self.path.write_text("")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Resuming: drop the lines of steps after the checkpoint (they are logged again), and a last line a kill
+        cut short, so the file holds every step once."""
+        if not self.append or not state.is_world_process_zero or not self.path.exists():
+            return
+        kept, dropped = [], 0
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                dropped += 1  # a line cut short by a kill
+                continue
+            if isinstance(row, dict) and (row.get("step") or 0) > state.global_step:
+                dropped += 1
+                continue
+            kept.append(line)
+        if dropped:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            os.replace(tmp, self.path)
+            logger.warning(f"{self.path}: dropped {dropped} line(s) logged after step {state.global_step}, the "
+                           "checkpoint resumed from")  # fmt: skip
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:

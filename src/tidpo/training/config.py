@@ -7,6 +7,7 @@ always wins over the preset; one that contradicts the baseline is an error.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -57,6 +58,7 @@ CHOICES = {
     "attribution": ("fused", "separate"),
     "attribution_target": ATTRIBUTION_TARGETS,
     "anchor_backward": ("auto", "deferred", "joint"),
+    "on_nonfinite": ("raise", "skip"),
 }
 
 
@@ -187,11 +189,30 @@ class TIDPOConfig(TrainingArguments):
             "are dropped (logged)."
         ),
     )
+    on_nonfinite: str = field(
+        default="raise",
+        metadata=_help(
+            "A NaN or Inf in the loss, the token weights, the attributions or the gradient norm, found before the "
+            "optimiser step (every process agrees): 'raise' stops with the step, the pairs' rows and the quantity; "
+            "'skip' drops that update (logged as skipped_updates) and stops after max_nonfinite_skips in a row."
+        ),
+    )
+    max_nonfinite_skips: int = field(
+        default=3, metadata=_help("With on_nonfinite='skip': consecutive skipped updates before the run stops.")
+    )
     eval_importance: bool = field(
         default=False,
         metadata=_help(
             "At evaluation, also compute token weights and anchors (full objective). Off: uniform "
             "weights and no triplet term, so evaluation costs one forward per model."
+        ),
+    )
+    eval_group_by_length: bool = field(
+        default=True,
+        metadata=_help(
+            "At evaluation, run the pairs longest first (by prompt + longer response, after max_length), so each "
+            "batch holds rows of similar length and little padding. The metrics are per-pair averages: the order "
+            "does not change them."
         ),
     )
     disable_dropout: bool = field(default=True, metadata=_help("Turn dropout off in the policy and the reference."))
@@ -269,7 +290,17 @@ class TIDPOConfig(TrainingArguments):
         self._check_ranges()
 
     def _check_ranges(self) -> None:
+        numbers = ("beta", "kl_weight", "triplet_weight", "triplet_margin", "importance_mix", "prior_sigma_div",
+                   "anchor_temperature", "anchor_top_p", "learning_rate")  # fmt: skip
+        for name in numbers:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        _check_choice("on_nonfinite", self.on_nonfinite)
+        if self.fp16 and not _has_accelerator(self.use_cpu):
+            raise ValueError("fp16 needs a GPU (or another accelerator); on a CPU drop --fp16 (bf16 runs on a CPU)")
         checks = [
+            ("max_nonfinite_skips", self.max_nonfinite_skips >= 0, ">= 0"),
             ("beta", self.beta > 0, "> 0"),
             ("kl_weight", self.kl_weight >= 0, ">= 0"),
             ("triplet_weight", self.triplet_weight >= 0, ">= 0"),
@@ -331,3 +362,13 @@ def _check_choice(name: str, value) -> None:
     if value not in CHOICES[name]:
         allowed = ", ".join(repr(c) for c in CHOICES[name])
         raise ValueError(f"{name}={value!r} is not one of {allowed}")
+
+
+def _has_accelerator(use_cpu: bool) -> bool:
+    """Whether training will run on something other than the CPU."""
+    import torch
+
+    if use_cpu:
+        return False
+    backends = (torch.cuda, getattr(torch, "xpu", None), getattr(torch.backends, "mps", None))
+    return any(b is not None and b.is_available() for b in backends)

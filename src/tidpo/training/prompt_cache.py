@@ -289,7 +289,8 @@ def sample_from_prompt(model: nn.Module, prompt: PromptState, config: Generation
     every row has, or after ``max_new_tokens``. ``do_sample=False`` is greedy."""
     prompt = prompt.detached()
     head = model.get_output_embeddings()
-    logits = head(prompt.last).float()  # (B, V): the distribution of the first anchor token
+    # (B, V): the distribution of the first anchor token; the hidden state may be kept in fp32 for a bf16 head
+    logits = head(prompt.last.to(head.weight.dtype)).float()
     cache, keyword = prompt.dynamic_cache(), cache_keyword(model)
     warpers = _warpers(config) if config.do_sample else LogitsProcessorList()
     mask, rows, start = prompt.mask, prompt.mask.shape[0], prompt.positions(1)

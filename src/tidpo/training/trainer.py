@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import shutil
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -36,6 +39,11 @@ from tidpo.training.trl_compat import from_dpo_config, is_dpo_config
 
 logger = logging.getLogger("tidpo")
 TOKENIZED_COLUMNS = {"prompt_ids", "chosen_ids", "rejected_ids"}
+
+
+class NonFiniteError(FloatingPointError):
+    """A NaN or an Inf in the loss, the token weights, the attributions or the gradient norm (the message says
+    which, at which step, and for which rows of the data)."""
 
 
 class TIDPOTrainer(Trainer):
@@ -107,6 +115,8 @@ class TIDPOTrainer(Trainer):
         self._metrics = MetricBuffer(gather=self.accelerator.gather_for_metrics)
         self._anchor_backward = None  # the deferred anchor backward of the step in progress
         self._tokens_since_log, self._num_tokens = 0, None  # this process's count; the run's total at the last log
+        self._nonfinite: list[str] = []  # what went non-finite in this update's micro-batches
+        self._skipped_updates, self._consecutive_skips = 0, 0
         self.routes = self._resolve_routes(ref_model)
         self.anchor_generation_config = _anchor_generation_config(args, processing_class)
         self.engine = build_engine(
@@ -188,19 +198,85 @@ class TIDPOTrainer(Trainer):
         ref = engine.reference.forward(model, batch)
         stats = engine.reference.token_stats(policy.features, ref, inputs, with_kl=args.kl_weight > 0, summary=True)
         attributions = step.attribution(model, policy, batch, inputs, log)  # Eqs. 5-6
-        weights = step.weighting(inputs, attributions)  # Eqs. 7-8
+        try:
+            weights = step.weighting(inputs, attributions)  # Eqs. 7-8
+        except FloatingPointError:  # NaN/Inf attributions: NaN weights, so the update guard sees it on every rank
+            if mode == "eval":
+                raise
+            self._check_finite(mode, inputs, attributions=attributions)
+            weights = torch.full(completion_mask.shape, math.nan, device=completion_mask.device)
         logratio = weighted_logratio(stats.per_token_logps, stats.ref_per_token_logps, weights)  # Eqs. 9-10
         seq_kl = None if stats.per_token_kl is None else sequence_kl(stats.per_token_kl, completion_mask).chunk(2)
         base = ti_dpo_base_loss(*logratio.chunk(2), args.beta, *(seq_kl or (None, None)), args.kl_mode,
                                 args.kl_weight)  # fmt: skip
         rho = stats.per_token_logps - stats.ref_per_token_logps
-        triplet, pending = step.anchors(model, batch, policy, ref, rho, completion_mask, log)  # Eq. 13
-        out = ti_dpo_objective(base, None if triplet is None else triplet.loss, step.triplet_weight)  # Eq. 14
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(f"non-finite TI-DPO loss at step {self.state.global_step} ({mode}): {out.loss}")
+        triplet_loss = None
+        try:
+            triplet, pending = step.anchors(model, batch, policy, ref, rho, completion_mask, log)  # Eq. 13
+            triplet_loss = None if triplet is None else triplet.loss
+        except RuntimeError as err:  # torch's sampler on NaN/Inf logits; noted, and the update guard decides
+            if mode == "eval" or "probability tensor contains" not in str(err):
+                raise
+            self._check_finite(mode, inputs, anchor_logits=torch.tensor(math.nan))
+            triplet, pending, triplet_loss = None, None, base.new_tensor(math.nan)
+        out = ti_dpo_objective(base, triplet_loss, step.triplet_weight)  # Eq. 14
+        self._check_finite(mode, inputs, loss=out.loss, token_weights=weights, attributions=attributions)
         self._anchor_backward = None if pending is None else pending.gradient(out.loss)
         record_step(log, args.beta, stats, logratio, weights, completion_mask, seq_kl, out, triplet)
         return (out.loss, {"base_losses": base}) if return_outputs else out.loss
+
+    # ---- non-finite numbers: caught before the optimiser step, on every process together -------------------
+    def _check_finite(self, mode: str, inputs, **quantities) -> None:
+        """Note (training) or raise (evaluation) the quantities of this micro-batch that hold a NaN or an Inf."""
+        named = [(name, value) for name, value in quantities.items() if isinstance(value, torch.Tensor)]
+        bad = torch.stack([~torch.isfinite(value.detach()).all() for _, value in named]).tolist()
+        if not any(bad):
+            return
+        rows = inputs.get("tidpo_row")
+        where = "" if rows is None else f" (pairs at rows {', '.join(str(int(r)) for r in rows.tolist())} of the data)"
+        found = f"{', '.join(name for (name, _), b in zip(named, bad, strict=True) if b)}{where}"
+        if mode == "eval":
+            raise NonFiniteError(f"non-finite {found} at evaluation (step {self.state.global_step})")
+        self._nonfinite.append(found)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """``Trainer._get_grad_norm``; then the update is checked (see ``on_nonfinite``) before the optimiser runs."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        self._guard_update(grad_norm)
+        return grad_norm
+
+    def _guard_update(self, grad_norm) -> None:
+        found, self._nonfinite = self._nonfinite, []
+        norm = None if grad_norm is None else float(grad_norm)
+        if norm is not None and not math.isfinite(norm):
+            found.append(f"gradient norm ({norm})")
+        flag = torch.tensor([1.0 if found else 0.0], device=self.args.device)
+        if self.accelerator.num_processes > 1:  # every process takes the same decision
+            flag = self.accelerator.reduce(flag, reduction="sum")
+        if not bool(flag.item()):
+            self._consecutive_skips = 0
+            return
+        what = "; ".join(found) if found else "on another process"
+        step = self.state.global_step + 1
+        if self.args.on_nonfinite == "raise":
+            raise NonFiniteError(
+                f"non-finite values in the update of step {step}: {what}. Nothing was applied. Lower the learning "
+                "rate, check those rows, or pass on_nonfinite='skip' to drop such updates"
+            )
+        self._skipped_updates += 1
+        self._consecutive_skips += 1
+        if self._consecutive_skips > self.args.max_nonfinite_skips:
+            raise NonFiniteError(
+                f"{self._consecutive_skips} updates in a row had non-finite values (the last, step {step}: {what}); "
+                f"stopping (max_nonfinite_skips={self.args.max_nonfinite_skips})"
+            )
+        logger.warning(f"step {step}: update skipped, non-finite {what} ({self._skipped_updates} skipped so far)")
+        optimizer = self.optimizer
+
+        def skipped_step(*args, **kwargs):  # this step's optimizer.step(), then the method is the class's again
+            del optimizer.step
+
+        optimizer.step = skipped_step
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         """``Trainer.training_step`` (forward + main backward), then the deferred anchors' backward."""
@@ -212,6 +288,53 @@ class TIDPOTrainer(Trainer):
             # the same 1/accumulation scaling Trainer applies to the main loss (loss_is_scaled_for_ga is False)
             self.accelerator.backward(surrogate / self.current_gradient_accumulation_steps)
         return loss
+
+    # ---- checkpoints: written whole or not at all (tidpo.training.checkpoints) -----------------------------
+    def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
+        """``Trainer.train``; ``resume_from_checkpoint`` (True for the last one) only takes a complete checkpoint,
+        and a checkpoint left half-written by an interrupted save is removed first."""
+        from tidpo.training import checkpoints
+
+        resume = checkpoints.resolve_resume(resume_from_checkpoint, self.args.output_dir)
+        if self.is_world_process_zero():
+            checkpoints.clear_staging(self.args.output_dir)
+        self.accelerator.wait_for_everyone()
+        return super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
+
+    def _get_output_dir(self, trial) -> str:
+        staging = getattr(self, "_staging_dir", None)
+        return staging if staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """``Trainer._save_checkpoint`` into ``.tidpo-partial``, then the marker and the rename (every process has
+        written its part first), then the rotation of old checkpoints in the real folder."""
+        from transformers.trainer_utils import rotate_checkpoints
+
+        from tidpo.training import checkpoints
+
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"checkpoint-{self.state.global_step}"
+        staged = run_dir / checkpoints.STAGING / name
+        if self.is_world_process_zero() and staged.exists():
+            shutil.rmtree(staged)
+        self.accelerator.wait_for_everyone()
+        self._staging_dir = str(run_dir / checkpoints.STAGING)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            best = self.state.best_global_step
+            if best and ((run_dir / f"checkpoint-{best}").exists() or best == self.state.global_step):
+                self.state.best_model_checkpoint = str(run_dir / f"checkpoint-{best}")
+                self.state.save_to_json(str(staged / "trainer_state.json"))
+            checkpoints.publish(staged, run_dir / name, self.state.global_step)
+            rotate_checkpoints(
+                output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False,
+            )  # fmt: skip
+        self.accelerator.wait_for_everyone()
 
     def _with_reference_logps(self, dataset, name: str):
         """``dataset`` with the reference's per-token log-probs of every response (cached; see ``ref_cache``)."""
@@ -233,8 +356,6 @@ class TIDPOTrainer(Trainer):
         ``adapter_config.json`` that names its base portably."""
         super().save_model(output_dir, _internal_call)
         if not _internal_call and self.is_world_process_zero():
-            from pathlib import Path
-
             from tidpo.training.outputs import write_run_files
 
             write_run_files(self, Path(output_dir or self.args.output_dir))
@@ -243,6 +364,10 @@ class TIDPOTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """``Trainer.evaluate``, with the TI-DPO metrics added to the returned dict under the same prefix."""
         self._metric_key_prefix = metric_key_prefix
+        if eval_dataset is not None and not isinstance(eval_dataset, str):  # pairs given here: prepared as in __init__
+            eval_dataset = self._prepare_dataset(eval_dataset, self.processing_class, self.args, "eval")
+            if self.routes.reference == "cached":
+                eval_dataset = self._with_reference_logps(eval_dataset, "eval")
         return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -252,6 +377,8 @@ class TIDPOTrainer(Trainer):
         metrics = self._metrics.pop(mode)
         if mode == "train" and "loss" in logs:
             metrics["num_tokens"] = self._count_tokens()
+            if self.args.on_nonfinite == "skip":
+                metrics["skipped_updates"] = float(self._skipped_updates)
         logs.update({(prefix if mode == "eval" else "") + key: value for key, value in metrics.items()})
         super().log(logs, start_time)
 
@@ -266,12 +393,43 @@ class TIDPOTrainer(Trainer):
         self._tokens_since_log = 0
         return self._num_tokens
 
+    def _get_eval_sampler(self, eval_dataset):
+        """Longest pairs first with ``eval_group_by_length`` (less padding, same metrics); else the Trainer's."""
+        if self.args.eval_group_by_length and hasattr(eval_dataset, "column_names"):
+            if TOKENIZED_COLUMNS <= set(eval_dataset.column_names):
+                return LongestFirstSampler(pair_lengths(eval_dataset, self.args.max_length))
+        return super()._get_eval_sampler(eval_dataset)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Evaluation loss only (uniform weights and no triplet unless ``eval_importance``)."""
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
+
+
+def pair_lengths(dataset, max_length: int | None) -> list[int]:
+    """Tokens of each pair's longer row (prompt + the longer response, cut at ``max_length`` as the collator does)."""
+    import pyarrow.compute as pc
+
+    table = dataset.select_columns(sorted(TOKENIZED_COLUMNS)).with_format("arrow")[:]  # list lengths, no copies
+    size = {name: pc.list_value_length(table[name]).to_numpy(zero_copy_only=False) for name in TOKENIZED_COLUMNS}
+    lengths = size["prompt_ids"] + size["chosen_ids"].clip(min=size["rejected_ids"])
+    return (lengths if max_length is None else lengths.clip(max=max_length)).tolist()
+
+
+class LongestFirstSampler(torch.utils.data.Sampler):
+    """Indices by decreasing length (ties in dataset order): consecutive batches hold rows of similar length, and
+    the longest batch, the one most likely to run out of memory, comes first."""
+
+    def __init__(self, lengths: list[int]):
+        self.order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order)
 
 
 def _source_name(source) -> str:
