@@ -64,13 +64,24 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output_dir
     method = _method_settings(HERE / "demo.yaml", args.preset)
     print(f"[1/3] {method['preset']} training (LoRA) on the built-in sentiment pairs")
-    train_argv = ["--config", str(HERE / "demo.yaml"), "--model", args.model, "--dataset", "demo",
-                  "--output_dir", str(out)]  # fmt: skip
+    train_argv = [
+        "--config",
+        str(HERE / "demo.yaml"),
+        "--model",
+        args.model,
+        "--dataset",
+        "demo",
+        "--output_dir",
+        str(out),
+        "--overwrite_output_dir",
+    ]  # fmt: skip  (the demo is meant to be re-run)
     if args.max_steps is not None:
         train_argv += ["--max_steps", str(args.max_steps)]
     if args.preset is not None:
         train_argv += ["--preset", args.preset]
-    train_cli.main(train_argv)
+    status = train_cli.main(train_argv)
+    if status:  # stopped by a signal: the checkpoint and how to continue were printed
+        return status
     print("[2/3] held-out preference accuracy and token-importance page")
     eval_json = out / "eval_results.json"
     common = ["--model", str(out), "--dataset", "demo", "--split", "test"]

@@ -68,6 +68,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ref", help="reference model (default: an adapter's base model; required otherwise)")
     parser.add_argument("--dataset", help="preference pairs: a file, a folder or 'demo'")
     parser.add_argument("--split", default="test", help="split of --dataset (default: test)")
+    parser.add_argument(
+        "--on_bad_row",
+        choices=("error", "skip"),
+        default="error",
+        help="a malformed pair: stop with its row (error, the default) or leave it out (skip)",
+    )
     parser.add_argument("--beta", type=float, help=f"β that scales the rewards (default: {AS_TRAINED}, else 0.1)")
     parser.add_argument("--kl_mode", choices=KL_MODES, help=f"KL term of the loss (default: {AS_TRAINED}, else tdpo2)")
     parser.add_argument("--kl_weight", type=float, help=f"α of the KL term (default: {AS_TRAINED}, else 0.5)")
@@ -223,7 +229,7 @@ def evaluate(args) -> dict:
     generation = _generation_inputs(args) if args.prompts else None
     dataset = None
     if args.dataset is not None:
-        dataset = load_dataset_arg(args.dataset, args.split)
+        dataset = load_dataset_arg(args.dataset, args.split, on_bad_row=args.on_bad_row)
         if args.max_pairs is not None:
             if args.max_pairs < 1:
                 raise CLIError(f"--max_pairs must be at least 1, got {args.max_pairs}")

@@ -33,6 +33,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="a local model folder, PEFT adapter folder or built-in name")
     parser.add_argument("--dataset", required=True, help="a preference file/folder or built-in dataset name")
     parser.add_argument("--split", default="train", help="dataset split (default: %(default)s)")
+    parser.add_argument(
+        "--on_bad_row",
+        choices=("error", "skip"),
+        default="error",
+        help="a malformed pair: stop with its row (error, the default) or leave it out (skip)",
+    )
     parser.add_argument("--n", type=int, default=8, help="pairs to explain (default: %(default)s)")
     parser.add_argument("--output_dir", default="explain", help="where the files go (default: %(default)s)")
     parser.add_argument(
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from tidpo.eval.render import write_explanation
 
     disable_progress_bar()
-    dataset = load_dataset_arg(args.dataset, args.split)  # before the model: a bad path fails fast
+    dataset = load_dataset_arg(args.dataset, args.split, on_bad_row=args.on_bad_row)  # before the model
     model, tokenizer = load_causal_lm(args.model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
