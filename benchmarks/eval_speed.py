@@ -47,7 +47,7 @@ def build(args):
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(path), LoraConfig(r=16, target_modules="all-linear", lora_dropout=0.0)
     )
-    data = load_preference_data(str(args.data)).select(range(args.pairs))
+    data = load_preference_data(str(args.data), on_bad_row="skip").select(range(args.pairs))
     return model, tokenizer, data
 
 

@@ -48,7 +48,7 @@ def run(name: str, layout: str, args) -> dict:
 
     path = builtin_model_path("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    data = load_preference_data(args.data).select(range(args.pairs * (args.steps + 1)))
+    data = load_preference_data(args.data, on_bad_row="skip").select(range(args.pairs * (args.steps + 1)))
     config = TIDPOConfig(
         output_dir=str(args.scratch), per_device_train_batch_size=args.pairs, max_steps=args.steps + 1,
         learning_rate=1e-4, logging_steps=1, save_strategy="no", report_to="none", seed=0, use_cpu=True,
@@ -75,7 +75,7 @@ def data_shape(args) -> dict:
     from tidpo.training.packing import PackedRows
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_model_path("smollm2-135m-instruct"))
-    data = load_preference_data(args.data).select(range(args.pairs * (args.steps + 1)))
+    data = load_preference_data(args.data, on_bad_row="skip").select(range(args.pairs * (args.steps + 1)))
     rows = tokenize_preference_dataset(data, tokenizer, max_length=args.max_length, name="train")
     prompt = [len(r["prompt_ids"]) / (len(r["prompt_ids"]) + (len(r["chosen_ids"]) + len(r["rejected_ids"])) / 2)
               for r in rows]  # fmt: skip

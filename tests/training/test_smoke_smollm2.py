@@ -26,7 +26,7 @@ def _smollm2_trainer(args, pairs: int) -> TIDPOTrainer:
     return TIDPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(path),
         args=args,
-        train_dataset=load_preference_data(HH).select(range(pairs)),
+        train_dataset=load_preference_data(HH, on_bad_row="skip").select(range(pairs)),  # HH has 2 empty turns
         processing_class=AutoTokenizer.from_pretrained(path),
         peft_config=peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
     )
