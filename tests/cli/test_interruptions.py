@@ -107,7 +107,7 @@ def test_kill_9_mid_run_then_resume_matches_the_uninterrupted_run(tiny_assets, t
     _wait_for(lambda: (out / "checkpoint-10").exists() and _logged_steps(out) >= 12, proc)
     proc.kill()  # SIGKILL, somewhere in step 12 or later
     proc.communicate()
-    done = _run(tiny_assets, out, "--save_strategy", "steps", "--save_steps", "5", "--resume_from_checkpoint", "true")
+    done = _run(tiny_assets, out, "--save_strategy", "steps", "--save_steps", "5", "--resume")
     assert done.returncode == 0, done.stderr[-2000:]
     assert _max_difference(out, uninterrupted) <= 1e-6
     assert _steps_in_metrics(out) == list(range(1, STEPS + 1))

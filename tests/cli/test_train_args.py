@@ -188,3 +188,10 @@ def test_trl_options_tidpo_cannot_honour_are_one_line_errors(flags, named, capsy
 def test_speed_only_trl_option_is_ignored_with_a_word(capsys):
     parse_train_args([*REQUIRED, "--pad_to_multiple_of", "8"])
     assert "--pad_to_multiple_of is ignored" in capsys.readouterr().err
+
+
+def test_resume_flag_is_resume_from_the_last_checkpoint():
+    assert parse_train_args([*REQUIRED, "--resume"]).config.resume_from_checkpoint == "true"
+    assert parse_train_args(REQUIRED).config.resume_from_checkpoint is None
+    with pytest.raises(CLIError, match="say different things"):
+        parse_train_args([*REQUIRED, "--resume", "--resume_from_checkpoint", "out/checkpoint-4"])

@@ -108,6 +108,11 @@ class ScriptArguments:
         metadata={"help": "A malformed pair in --dataset or --eval_dataset: 'error' stops with its file, row and "
                   "field; 'skip' leaves it out, and the count is reported at the end.", "choices": ["error", "skip"]},
     )  # fmt: skip
+    resume: bool = field(
+        default=False,
+        metadata={"help": "Continue the run in --output_dir from its last complete checkpoint (the same as "
+                  "--resume_from_checkpoint true)."},
+    )  # fmt: skip
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Train into an --output_dir that already holds a trained model or checkpoints, replacing "
@@ -359,6 +364,10 @@ def parse_train_args(argv: list[str]) -> TrainRun:
         config = TIDPOConfig(**config_values)
     except ValueError as err:  # TIDPOConfig/TrainingArguments validation; some messages span several lines
         raise CLIError(f"invalid option: {' '.join(str(err).split())}") from err
+    if script.resume:
+        if config.resume_from_checkpoint not in (None, "", "true", "last"):
+            raise CLIError("--resume and --resume_from_checkpoint PATH say different things; give one of them")
+        config.resume_from_checkpoint = "true"
     _check_services(config)
     _check_schedules(parser, values, config)
     if config.eval_strategy != "no" and not script.eval_dataset:
