@@ -39,7 +39,8 @@ def _rank_of(pid: int) -> int | None:
 def test_sigterm_to_one_rank_stops_both_at_one_step_with_one_checkpoint(cli_inputs):  # noqa: F811
     out = cli_inputs / "stopped"
     command = torchrun(*train_args(cli_inputs, "stopped", 2))
-    command[command.index("--max_steps") + 1] = "40"  # long enough to be stopped
+    steps_at = command.index("--max_steps") + 1
+    command[steps_at] = "400"  # far more than it runs before the signal
     proc = subprocess.Popen(command, cwd=cli_inputs, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     metrics = out / "metrics.jsonl"
@@ -58,6 +59,7 @@ def test_sigterm_to_one_rank_stops_both_at_one_step_with_one_checkpoint(cli_inpu
     saved = checkpoints.checkpoints(out)
     assert [s for s, _ in saved] == [step] and checkpoints.problem(saved[0][1]) is None
     assert (saved[0][1] / "rng_state_0.pth").exists() and (saved[0][1] / "rng_state_1.pth").exists()  # both parts
+    command[steps_at] = str(step + 2)  # two more steps after the checkpoint
     resumed = subprocess.run(
         [*command, "--resume_from_checkpoint", "true"], cwd=cli_inputs, capture_output=True, text=True, timeout=600
     )

@@ -11,6 +11,7 @@ import argparse
 import copy
 import difflib
 import json
+import os
 import sys
 import time
 from dataclasses import MISSING, dataclass, field, fields
@@ -651,7 +652,15 @@ def main(argv: list[str] | None = None) -> int:
     run = parse_train_args(argv)  # every flag is checked here, before any process is launched
     if profile is not None:
         return relaunch(profile, argv)
-    return train(run, argv)
+    status = train(run, argv)
+    if int(os.environ.get("RANK", "0")) > 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A second process's work is done (process group closed, the main process writes the outputs). Its
+        # interpreter teardown can deadlock in a gloo destructor joining its threads (seen once in CI: rank 1
+        # hung in std::thread::join after a run that had finished), so it leaves at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 def train(run: TrainRun, argv: list[str]) -> int:
