@@ -59,10 +59,11 @@ class StopOnSignal(TrainerCallback):
 
     def _agreed(self, args) -> int:
         """The signal any process received (0: none), the same on every process."""
-        local = torch.tensor([float(self.received or 0)], device=args.device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(local, op=torch.distributed.ReduceOp.MAX)
-        return int(local.item())
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return self.received or 0  # one process: no device round trip on the step
+        flag = torch.tensor([float(self.received or 0)], device=args.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item())
 
     def on_step_end(self, args, state, control, **kwargs):
         signum = self._agreed(args)
