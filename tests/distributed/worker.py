@@ -133,8 +133,10 @@ def main() -> None:
                 {"history": history, "params": params, "start": start_params, "routes": str(trainer.routes)}, args.out
             )
         if world > 1:
+            from tidpo.cli.main import leave_process
+
             torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
+            leave_process(0)  # gloo's teardown can hang at exit; see leave_process
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 
 from tidpo.cli.common import CLIError
 
@@ -44,6 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in COMMANDS:
         print(f"tidpo: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    try:
+        status = _run_command(argv)
+    except SystemExit as err:
+        status = err.code if isinstance(err.code, int) else 1
+        if not _distributed_worker():
+            raise
+    except BaseException:
+        if not _distributed_worker():
+            raise
+        traceback.print_exc()
+        status = 1
+    if _distributed_worker():
+        leave_process(status)
+    return status
+
+
+def _run_command(argv: list[str]) -> int:
     module = importlib.import_module(COMMANDS[argv[0]][0])
     try:
         return int(module.main(argv[1:]) or 0)
@@ -53,6 +71,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tidpo {argv[0]}: interrupted", file=sys.stderr)
         return 130
+
+
+def _distributed_worker() -> bool:
+    """True in a process that joined a torch.distributed group (torchrun with more than one process)."""
+    dist = sys.modules.get("torch.distributed")
+    return dist is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def leave_process(status: int) -> None:
+    """End a torchrun worker now: flush what it printed and logged, then ``os._exit``, so that no gloo destructor
+    runs. gloo's teardown (``destroy_process_group`` or the interpreter's exit) can hang joining its threads, or
+    abort one rank, after a run that succeeded: both were seen in CI. Every file tidpo writes is closed after each
+    write, so nothing is lost."""
+    import logging
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(status)
 
 
 if __name__ == "__main__":

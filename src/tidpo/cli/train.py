@@ -11,7 +11,6 @@ import argparse
 import copy
 import difflib
 import json
-import os
 import sys
 import time
 from dataclasses import MISSING, dataclass, field, fields
@@ -652,15 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     run = parse_train_args(argv)  # every flag is checked here, before any process is launched
     if profile is not None:
         return relaunch(profile, argv)
-    status = train(run, argv)
-    if int(os.environ.get("RANK", "0")) > 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # A second process's work is done (process group closed, the main process writes the outputs). Its
-        # interpreter teardown can deadlock in a gloo destructor joining its threads (seen once in CI: rank 1
-        # hung in std::thread::join after a run that had finished), so it leaves at once.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    return status
+    return train(run, argv)
 
 
 def train(run: TrainRun, argv: list[str]) -> int:
@@ -738,13 +729,12 @@ def held_out_rows(trainer):
 
 
 def _end_processes(trainer) -> None:
-    """Wait for every process, then close the process group: a gloo group left open at interpreter exit can abort
-    one rank ("terminate called without an active exception") after a run that succeeded."""
+    """Wait for every process at the end of its work. The process group is left open: under torchrun each process
+    then leaves with ``tidpo.cli.main.leave_process``, because gloo's teardown can hang (seen in CI)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         trainer.accelerator.wait_for_everyone()
-        dist.destroy_process_group()
 
 
 def _final_eval(trainer) -> dict:
