@@ -40,7 +40,11 @@ def test_a_nan_loss_raises_with_step_rows_and_quantity_and_changes_nothing(token
     with torch.no_grad():
         trainer.model.model.norm.weight[0] = math.nan  # every forward is NaN from here
     before = param_snapshot(trainer.model)
-    expected = r"step 1: attributions \(pairs at rows \d+, \d+ of the data\); anchor_logits .*; loss, token_weights"
+    rows = r" \(pairs at rows \d+, \d+ of the data\)"
+    # each quantity named once, the attributions where they were found (before the weighting)
+    expected = (
+        rf"step 1: attributions{rows}; anchor_logits{rows}; loss, token_weights{rows}; gradient norm \(nan\)\. Nothing"
+    )
     with pytest.raises(NonFiniteError, match=expected):
         trainer.train()
     for name, value in param_snapshot(trainer.model).items():

@@ -198,12 +198,14 @@ class TIDPOTrainer(Trainer):
         ref = engine.reference.forward(model, batch)
         stats = engine.reference.token_stats(policy.features, ref, inputs, with_kl=args.kl_weight > 0, summary=True)
         attributions = step.attribution(model, policy, batch, inputs, log)  # Eqs. 5-6
+        unchecked_attributions = attributions  # checked with the loss below, unless already noted here
         try:
             weights = step.weighting(inputs, attributions)  # Eqs. 7-8
         except FloatingPointError:  # NaN/Inf attributions: NaN weights, so the update guard sees it on every rank
             if mode == "eval":
                 raise
             self._check_finite(mode, inputs, attributions=attributions)
+            unchecked_attributions = None
             weights = torch.full(completion_mask.shape, math.nan, device=completion_mask.device)
         logratio = weighted_logratio(stats.per_token_logps, stats.ref_per_token_logps, weights)  # Eqs. 9-10
         seq_kl = None if stats.per_token_kl is None else sequence_kl(stats.per_token_kl, completion_mask).chunk(2)
@@ -220,7 +222,7 @@ class TIDPOTrainer(Trainer):
             self._check_finite(mode, inputs, anchor_logits=torch.tensor(math.nan))
             triplet, pending, triplet_loss = None, None, base.new_tensor(math.nan)
         out = ti_dpo_objective(base, triplet_loss, step.triplet_weight)  # Eq. 14
-        self._check_finite(mode, inputs, loss=out.loss, token_weights=weights, attributions=attributions)
+        self._check_finite(mode, inputs, loss=out.loss, token_weights=weights, attributions=unchecked_attributions)
         self._anchor_backward = None if pending is None else pending.gradient(out.loss)
         record_step(log, args.beta, stats, logratio, weights, completion_mask, seq_kl, out, triplet)
         return (out.loss, {"base_losses": base}) if return_outputs else out.loss
