@@ -138,23 +138,23 @@ def validate_preference_dataset(dataset: Dataset, source: str = "<Dataset>") -> 
     Raises:
         PreferenceDataError: a required column is missing or a row is malformed.
     """
+    fields = _preference_columns(dataset, source)
+    return _validate_rows(((f"row {number}", row) for number, row in enumerate(fields, 1)), source)
+
+
+def _preference_columns(dataset: Dataset, source: str) -> Dataset:
+    """The preference columns of ``dataset``; a missing required one is an error naming the source and columns."""
     missing = [column for column in REQUIRED_FIELDS if column not in dataset.column_names]
     if missing:
         raise PreferenceDataError(
             f"{source}: missing required column(s) {missing}; the columns are {dataset.column_names}"
         )
-    fields = dataset.select_columns([column for column in FIELDS if column in dataset.column_names])
-    return _validate_rows(((f"row {number}", row) for number, row in enumerate(fields, 1)), source)
+    return dataset.select_columns([column for column in FIELDS if column in dataset.column_names])
 
 
 def _check_columns_and_rows(dataset: Dataset, source: str, bad: list[str]) -> list[int]:
     """The indices of the good rows of ``dataset`` (skip mode); the reasons for the others go to ``bad``."""
-    missing = [column for column in REQUIRED_FIELDS if column not in dataset.column_names]
-    if missing:
-        raise PreferenceDataError(
-            f"{source}: missing required column(s) {missing}; the columns are {dataset.column_names}"
-        )
-    fields = dataset.select_columns([column for column in FIELDS if column in dataset.column_names])
+    fields = _preference_columns(dataset, source)
     start = len(bad)
     good = _good_rows(((f"row {number}", row) for number, row in enumerate(fields, 1)), source, bad)
     _report_skipped(source, bad, start, len(dataset))
