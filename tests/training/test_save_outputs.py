@@ -4,8 +4,10 @@ adapter trained on the built-in model names it by its name, never by this machin
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 from peft import LoraConfig
 
 from tests.tiny import make_model, make_tokenizer
@@ -73,3 +75,49 @@ def test_user_given_relative_path_is_kept(tmp_path, monkeypatch, tokenizer):
     tokenizer.save_pretrained("base")
     _, out = _train_and_save(tmp_path, "base", peft_config=LORA)
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "base"
+
+
+def test_a_save_killed_midway_leaves_the_saved_model_as_it_was(tmp_path, tokenizer, monkeypatch):
+    """The final model is written into staging and moved into place: a save that dies after the new weights were
+    written (at the tokenizer) changes nothing in the folder; the next save completes and leaves no staging."""
+    from tidpo.training import checkpoints
+
+    trainer, out = _train_and_save(tmp_path, make_model(tokenizer), processing_class=tokenizer)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert "model.safetensors" in before and not (out / checkpoints.STAGING).exists()
+    with torch.no_grad():
+        next(trainer.model.parameters()).add_(1.0)  # a model that differs from the saved one
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies after the weights, before the tokenizer files
+
+    monkeypatch.setattr(trainer.processing_class, "save_pretrained", dies)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_model()
+    assert (out / checkpoints.STAGING / "model" / "model.safetensors").is_file()  # the new weights were written
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    monkeypatch.undo()
+    trainer.save_model()
+    assert not (out / checkpoints.STAGING).exists()
+    assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]
+    assert (out / "tokenizer.json").is_file() and (out / "README.md").is_file()
+    assert (out / "metrics.jsonl").read_bytes() == before["metrics.jsonl"]
+
+
+def test_publish_files_moves_the_weights_last(tmp_path, monkeypatch):
+    from tidpo.training import checkpoints
+
+    staged, folder = tmp_path / "stage" / "model", tmp_path / "out"
+    for name in ("model.safetensors", "config.json", "sub/adapter_model.bin", "README.md"):
+        (staged / name).parent.mkdir(parents=True, exist_ok=True)
+        (staged / name).write_text(name)
+    folder.mkdir()
+    (folder / "config.json").write_text("old")
+    moved = []
+    replace = checkpoints.os.replace
+    monkeypatch.setattr(checkpoints.os, "replace", lambda a, b: (moved.append(Path(b).name), replace(a, b)))
+    checkpoints.publish_files(staged, folder)
+    assert sorted(moved[:2]) == ["README.md", "config.json"]
+    assert sorted(moved[2:]) == ["adapter_model.bin", "model.safetensors"]
+    assert (folder / "config.json").read_text() == "config.json" and (folder / "sub/adapter_model.bin").is_file()
+    assert not staged.exists() and not staged.parent.exists()

@@ -6,6 +6,9 @@ every process, writes a marker file (:data:`MARKER`: the step and the size of ev
 renames the folder to ``<output_dir>/checkpoint-N``. A kill at any moment leaves either the whole checkpoint under
 its final name or a partial one under ``.tidpo-partial`` (removed at the next start). Resuming checks the marker,
 and that every file it lists has its recorded size, so a checkpoint damaged later is refused as well.
+
+The final model (``save_model``) is written into ``<folder>/.tidpo-partial/model`` too, then its files are moved
+into ``<folder>`` one rename each, the weights last: a kill while it is being written leaves the folder as it was.
 """
 
 from __future__ import annotations
@@ -138,3 +141,26 @@ def publish(staged: Path, final: Path, step: int) -> None:
     with contextlib.suppress(OSError):  # the staging folder, now empty (another process may be using it)
         staged.parent.rmdir()
     _fsync(final.parent)
+
+
+# moved into place last: without them a half-moved model folder does not load at all (rather than load old weights)
+_WEIGHTS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def publish_files(staged: Path, folder: Path) -> None:
+    """Move every file of ``staged`` into ``folder`` (replacing files of the same name), the weights last, then
+    remove ``staged``. Each move is one rename on the same file system."""
+    files = sorted(
+        (path for path in staged.rglob("*") if path.is_file()),
+        key=lambda path: (path.suffix in _WEIGHTS_SUFFIXES, path.as_posix()),
+    )
+    for path in files:
+        _fsync(path)
+    for path in files:
+        target = folder / path.relative_to(staged)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    shutil.rmtree(staged, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the staging folder, now empty
+        staged.parent.rmdir()
+    _fsync(folder)

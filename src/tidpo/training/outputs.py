@@ -73,19 +73,22 @@ def lora_summary(model) -> dict | None:
     return {"r": config.r, "alpha": config.lora_alpha, "dropout": config.lora_dropout, "target_modules": targets}
 
 
-def write_run_files(trainer, folder: Path) -> None:
-    """The card, metrics and curves of ``trainer``'s run in ``folder`` (main process only)."""
+def write_run_files(trainer, folder: Path, metrics_dir: Path | None = None) -> None:
+    """The card, metrics and curves of ``trainer``'s run in ``folder`` (main process only). ``metrics_dir`` is
+    the folder the model is bound for, when ``folder`` stages it: a ``metrics.jsonl`` streamed there during
+    training is the one the curves are drawn from, and is not written again."""
     fix_adapter_config(folder)
     history = trainer.state.log_history
-    metrics = folder / "metrics.jsonl"
+    streamed_path = (metrics_dir or folder) / "metrics.jsonl"
     streamed = any(
-        isinstance(cb, MetricsJsonlCallback) and cb.path.resolve() == metrics.resolve()
+        isinstance(cb, MetricsJsonlCallback) and cb.path.resolve() == streamed_path.resolve()
         for cb in trainer.callback_handler.callbacks
     )
+    metrics = streamed_path if streamed else folder / "metrics.jsonl"
     if not streamed:
         write_metrics_jsonl(metrics, history)
     if has_curves(metrics):
-        plot_training_curves(metrics, folder / "training_curves.png", title=f"tidpo: {folder.name}")
+        plot_training_curves(metrics, folder / "training_curves.png", title=f"tidpo: {(metrics_dir or folder).name}")
     sources = trainer.data_sources
     summary = RunSummary(
         model=sources["model"],

@@ -355,12 +355,24 @@ class TIDPOTrainer(Trainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """``Trainer.save_model``; a call of one's own (not a checkpoint's) also writes the model card
         ``README.md``, ``metrics.jsonl`` and ``training_curves.png`` (:mod:`tidpo.training.outputs`), and an
-        ``adapter_config.json`` that names its base portably."""
-        super().save_model(output_dir, _internal_call)
-        if not _internal_call and self.is_world_process_zero():
-            from tidpo.training.outputs import write_run_files
+        ``adapter_config.json`` that names its base portably. That call writes into ``.tidpo-partial/model``
+        first and then moves the files into ``output_dir`` (the weights last), so a kill while the model is
+        written leaves ``output_dir`` as it was."""
+        if _internal_call:
+            return super().save_model(output_dir, _internal_call)
+        from tidpo.training import checkpoints
+        from tidpo.training.outputs import write_run_files
 
-            write_run_files(self, Path(output_dir or self.args.output_dir))
+        folder = Path(output_dir or self.args.output_dir)
+        staged = folder / checkpoints.STAGING / "model"
+        if self.is_world_process_zero() and staged.exists():  # left by a save of this process that failed
+            shutil.rmtree(staged)
+        super().save_model(str(staged), _internal_call=True)
+        if self.is_world_process_zero():
+            write_run_files(self, staged, metrics_dir=folder)
+            checkpoints.publish_files(staged, folder)
+        if self.args.push_to_hub:  # as Trainer.save_model does, once the files are in place
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     # ---- metrics ------------------------------------------------------------------------------------------
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
