@@ -123,7 +123,7 @@ def clear_staging(output_dir: str | Path) -> None:
     """Remove what an interrupted save left in ``<output_dir>/.tidpo-partial`` (main process only)."""
     root = Path(output_dir)
     for staging in sorted(root.glob(STAGING + "*")) if root.is_dir() else []:
-        logger.warning(f"removing {staging}: a checkpoint whose save was interrupted")
+        logger.warning(f"removing {staging}: a checkpoint or model whose save was interrupted")
         shutil.rmtree(staging, ignore_errors=True)
 
 
