@@ -79,6 +79,10 @@ DATA_CASES = [
      ["--on_bad_row", "skip"]),
     ("BOM and CRLF line endings (accepted)", "pairs.jsonl",
      b"\xef\xbb\xbf" + _lines(GOOD).replace("\n", "\r\n").encode(), []),
+    ("JSON object of columns with unequal lengths", "pairs.json",
+     json.dumps({"prompt": ["a", "b"], "chosen": [" x"], "rejected": [" y", " z"]}), []),
+    ("JSON object of columns (accepted)", "pairs.json",
+     json.dumps({key: [value, value + " again"] for key, value in GOOD.items()}), []),
 ]  # fmt: skip
 
 CONFIG_CASES = [
@@ -98,6 +102,12 @@ CONFIG_CASES = [
     ("`--on_nonfinite` misspelt", ["--on_nonfinite", "ignore"]),
     ("`--resume_from_checkpoint` with a missing path", ["--resume_from_checkpoint", "nowhere/checkpoint-3"]),
     ("`--resume_from_checkpoint true` with no checkpoint", ["--resume_from_checkpoint", "true"]),
+    ("batch size 0", ["--per_device_train_batch_size", "0"]),
+    ("gradient accumulation 0", ["--gradient_accumulation_steps", "0"]),
+    ("negative learning rate", ["--learning_rate", "-1"]),
+    ("negative seed", ["--seed", "-1"]),
+    ("LoRA rank 0", ["--use_lora", "--lora_r", "0"]),
+    ("zero epochs and no step count", ["--max_steps", "-1", "--num_train_epochs", "0"]),
 ]
 
 
@@ -151,6 +161,7 @@ def cases(scratch: Path):
         "unknown key in the YAML file": "betta: 0.2\n",
         "YAML file that is not a mapping": "- beta\n- 0.2\n",
         "YAML `!!python/object` tag": "beta: !!python/object/apply:os.getcwd []\n",
+        "YAML key given twice": "beta: 0.1\nbeta: 0.2\n",
     }
     for i, (what, text) in enumerate(yaml_cases.items()):
         config = scratch / f"config{i}.yaml"

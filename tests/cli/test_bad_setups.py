@@ -32,6 +32,13 @@ def _one_line_error(capsys, argv) -> str:
         (["--resume_from_checkpoint", "nowhere/checkpoint-3"], "nowhere/checkpoint-3 does not exist"),
         (["--resume_from_checkpoint", "true"], "has no complete checkpoint to resume from"),
         (["--on_bad_row", "maybe"], "invalid choice: 'maybe'"),
+        (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be >= 1, got 0"),
+        (["--gradient_accumulation_steps", "0"], "gradient_accumulation_steps must be >= 1, got 0"),
+        (["--learning_rate", "-1"], "learning_rate must be >= 0, got -1.0"),
+        (["--seed", "-1"], "seed must be in [0, 2**32 - 1]"),
+        (["--use_lora", "--lora_r", "0"], "--lora_r must be at least 1, got 0"),
+        (["--use_lora", "--lora_dropout", "1"], "--lora_dropout must be in [0, 1), got 1.0"),
+        (["--max_steps", "-1", "--num_train_epochs", "0"], "nothing to train: --num_train_epochs 0 and no --max_steps"),
     ],
 )
 def test_bad_option_is_one_line(capsys, tiny_assets, tmp_path, extra, match):
@@ -72,6 +79,13 @@ def test_yaml_python_tag_is_refused_not_run(capsys, tiny_assets, tmp_path):
     line = _one_line_error(capsys, ["train", "--config", str(config), *train_args(tiny_assets, tmp_path / "o")[1:]])
     assert "is not valid YAML, line 1: could not determine a constructor for the tag" in line
     assert not (tmp_path / "pwned").exists()
+
+
+def test_yaml_key_given_twice_is_refused(capsys, tiny_assets, tmp_path):
+    config = tmp_path / "twice.yaml"
+    config.write_text("beta: 0.1\nlearning_rate: 1.0e-4\nbeta: 0.2\n")  # PyYAML alone keeps the last, silently
+    line = _one_line_error(capsys, ["train", "--config", str(config), *train_args(tiny_assets, tmp_path / "o")[1:]])
+    assert "is not valid YAML, line 3: key 'beta' is given twice" in line
 
 
 def test_an_encoder_config_without_architectures_is_refused(capsys, tiny_assets, tmp_path):

@@ -66,6 +66,32 @@ def test_bom_and_crlf_load(tmp_path):
     assert data["prompt"] == ["Say hi.", "Yo."] and data["rejected"][0] == " Go away."
 
 
+def test_json_object_of_columns_loads_as_rows(tmp_path):
+    path = tmp_path / "columns.json"  # one list per column, as json.dump(frame.to_dict("list")) writes
+    path.write_text(
+        json.dumps({"prompt": ["Say hi.", "Yo."], "chosen": [" Hi!", " Hey."], "rejected": [" No.", " Go."]})
+    )
+    data = load_preference_data(path)
+    assert data["prompt"] == ["Say hi.", "Yo."] and data["rejected"] == [" No.", " Go."]
+    path.write_text(json.dumps({"prompt": ["Say hi.", "Yo."], "chosen": [" Hi!"], "rejected": [" No.", " Go."]}))
+    with pytest.raises(PreferenceDataError, match=r"columns\.json: an object of columns whose lengths differ"):
+        load_preference_data(path)
+    with pytest.raises(PreferenceDataError, match=r"columns\.json, row 2, field 'chosen': expected a non-empty"):
+        path.write_text(json.dumps({"prompt": ["Say hi.", "Yo."], "chosen": [" Hi!", 3], "rejected": [" No.", " x"]}))
+        load_preference_data(path)
+
+
+def test_json_object_of_messages_is_one_conversational_row(tmp_path):
+    row = {
+        "prompt": [{"role": "user", "content": "Say hi."}],
+        "chosen": [{"role": "assistant", "content": "Hi!"}],
+        "rejected": [{"role": "assistant", "content": "No."}],
+    }
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(row))  # every value is a list, but of messages: not columns
+    assert load_preference_data(path)[0] == row
+
+
 @pytest.mark.parametrize(
     "name, text", [("empty.jsonl", ""), ("blank.jsonl", "\n\n"), ("header.csv", "prompt,chosen,rejected\n")]
 )

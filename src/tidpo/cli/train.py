@@ -300,6 +300,29 @@ def _convert_yaml_value(action: argparse.Action, key: str, value, path: str):
     return converted if isinstance(value, list) or action.nargs in ("+", "*") else converted[0]
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: keys written after it override on purpose
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: construct_mapping below says so
+            break
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def yaml_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
     """The options of a ``--config`` YAML file as parser defaults (so command-line flags override them).
 
@@ -310,7 +333,7 @@ def yaml_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
     if not file.is_file():
         raise CLIError(f"--config {path}: no such file")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # safe: no object tags
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -403,6 +426,11 @@ def _check_schedules(parser, values: dict, config: TIDPOConfig) -> None:
         if values.get(steps) not in (None, parser.get_default(steps)) and chosen != "steps":
             given = f"--{steps} {values[steps]:g}"
             raise CLIError(f"{given} does nothing with --{strategy} {chosen}; add --{strategy} steps")
+    if config.max_steps <= 0 and config.num_train_epochs <= 0:  # would save the untrained model as if trained
+        raise CLIError(
+            f"nothing to train: --num_train_epochs {config.num_train_epochs:g} and no --max_steps; give a positive "
+            "number of epochs or steps"
+        )
 
 
 # files that mean an --output_dir already holds a trained model
@@ -505,6 +533,14 @@ def _check_script(script: ScriptArguments, lora: LoraArguments, values: dict) ->
         changed = [f.name for f in fields(LoraArguments) if f.name != "use_lora" and _differs(lora, f)]
         if changed:
             raise CLIError(f"--{changed[0]} is set but --use_lora is not; add --use_lora (or drop --{changed[0]})")
+    lora_rules = [
+        ("lora_r", lora.lora_r >= 1, "at least 1"),
+        ("lora_alpha", lora.lora_alpha > 0, "> 0"),
+        ("lora_dropout", 0 <= lora.lora_dropout < 1, "in [0, 1)"),
+    ]
+    for name, ok, rule in lora_rules:
+        if not ok:
+            raise CLIError(f"--{name} must be {rule}, got {getattr(lora, name)}")
 
 
 def _differs(obj, f) -> bool:

@@ -13,7 +13,8 @@ the prompt is their shared beginning, found at tokenisation (:mod:`tidpo.data.to
 Every row is checked before anything is returned, so a bad row fails here, with its file and line, rather than in
 the middle of training. The first row sets the format and whether a prompt is given; every row must match it.
 Rows are named ``line N`` in JSON Lines files (the file's 1-based line) and ``row N`` everywhere else (the 1-based
-position of the record: in a JSON array, among a CSV file's data rows, in a ``Dataset``). Extra columns are kept.
+position of the record: in a JSON array or a JSON object of columns, among a CSV file's data rows, in a
+``Dataset``). Extra columns are kept.
 """
 
 from __future__ import annotations
@@ -289,7 +290,29 @@ def _read_records(path: Path, bad: list[str] | None = None) -> _Records:
         ) from err
     if suffix == ".json" and text.lstrip().startswith("["):
         return _read_json_array(path, text)
+    if suffix == ".json" and text.lstrip().startswith("{"):
+        columns = _json_columns(path, text)
+        if columns is not None:
+            return columns
     return _read_json_lines(path, text, bad)
+
+
+def _json_columns(path: Path, text: str) -> _Records | None:
+    """The rows of a ``.json`` file that is one object of columns (``{"prompt": [...], "chosen": [...], ...}``:
+    one list per column), or None when it is not one (e.g. JSON Lines named ``.json``)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not data or not all(isinstance(value, list) for value in data.values()):
+        return None
+    if any(isinstance(item, dict) for value in data.values() for item in value):
+        return None  # lists of messages: one conversational row, not columns
+    lengths = {name: len(value) for name, value in data.items()}
+    if len(set(lengths.values())) > 1:
+        raise PreferenceDataError(f"{path}: an object of columns whose lengths differ ({lengths})")
+    rows = [dict(zip(data, values, strict=True)) for values in zip(*data.values(), strict=True)]
+    return _Records(rows, [f"row {number}" for number in range(1, len(rows) + 1)])
 
 
 def _read_json_lines(path: Path, text: str, bad: list[str] | None = None) -> _Records:

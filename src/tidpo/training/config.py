@@ -312,6 +312,11 @@ class TIDPOConfig(TrainingArguments):
             ("anchor_top_p", 0 < self.anchor_top_p <= 1, "in (0, 1]"),
             ("max_length", self.max_length is None or self.max_length >= 2, ">= 2 or None"),
             ("logits_chunk_size", self.logits_chunk_size >= 1, ">= 1"),
+            ("learning_rate", self.learning_rate >= 0, ">= 0"),
+            ("per_device_train_batch_size", self.per_device_train_batch_size >= 1, ">= 1"),
+            ("per_device_eval_batch_size", self.per_device_eval_batch_size >= 1, ">= 1"),
+            ("gradient_accumulation_steps", self.gradient_accumulation_steps >= 1, ">= 1"),
+            ("seed", 0 <= self.seed < 2**32, "in [0, 2**32 - 1] (numpy's seeds)"),
         ]
         for name, ok, rule in checks:
             if not ok:
