@@ -101,3 +101,22 @@ def test_eval_ref_with_another_vocabulary(capsys, tmp_path, tiny_assets):
     argv = ["eval", "--model", str(tiny_assets.base), "--ref", str(tmp_path / "other")]
     message = run_error(capsys, [*argv, "--dataset", str(tiny_assets.eval_file)])
     assert "other has" in message and "the model's tokenizer" in message
+
+
+def test_eval_output_that_cannot_be_a_file_fails_before_the_work(capsys, tmp_path, tiny_assets):
+    argv = ["eval", "--model", str(tiny_assets.base), "--ref", str(tiny_assets.base), "--dataset",
+            str(tiny_assets.eval_file)]  # fmt: skip
+    assert "is a folder; give a file name" in run_error(capsys, [*argv, "--output", str(tmp_path)])
+    under = tiny_assets.eval_file / "results.json"
+    assert "is a file; give a folder" in run_error(capsys, [*argv, "--output", str(under)])
+
+
+def test_eval_reward_that_returns_no_numbers_is_one_line(capsys, tmp_path, tiny_assets, monkeypatch):
+    (tmp_path / "bad_reward.py").write_text("def words(prompts, completions, **kwargs):\n    return ['good'] * 3\n")
+    (tmp_path / "prompts.txt").write_text("the movie\nthe film\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["eval", "--model", str(tiny_assets.base), "--ref", str(tiny_assets.base), "--prompts",
+            str(tmp_path / "prompts.txt"), "--reward", "bad_reward:words", "--samples", "2", "--max_new_tokens", "3",
+            "--no_sample_cache", "--output", str(tmp_path / "r.json")]  # fmt: skip
+    assert "--reward bad_reward:words: reward returned 3 values for 4 completions" in run_error(capsys, argv)
+    assert not (tmp_path / "r.json").exists()

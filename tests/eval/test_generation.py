@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -162,6 +163,29 @@ def test_reward_functions_are_named_module_colon_function_and_checked():
         score_rewards(lambda prompts, completions: [1.0, 2.0], ["p"] * 3, ["a", "b", "c"])
     with pytest.raises(ValueError, match="completion 1"):
         score_rewards(lambda prompts, completions: [1.0, math.nan], ["p"] * 2, ["a", "b"])
+    for bad in ("0.5", True, None, [1.0]):
+        with pytest.raises(ValueError, match="completion 1.*not a finite number"):
+            score_rewards(lambda prompts, completions, bad=bad: [1.0, bad], ["p"] * 2, ["a", "b"])
+    with pytest.raises(ValueError, match="returned float, not a list"):
+        score_rewards(lambda prompts, completions: 1.0, ["p"], ["a"])
+    scores = [np.float32(0.25), torch.tensor(-1.5), 2, np.float64(0.5)]  # a reward model's numbers are accepted
+    assert score_rewards(lambda prompts, completions: scores, ["p"] * 4, list("abcd")) == [0.25, -1.5, 2.0, 0.5]
+
+
+def test_a_reward_that_cannot_take_prompts_and_completions_is_refused_when_named(tmp_path, monkeypatch):
+    (tmp_path / "user_rewards.py").write_text(
+        "def positional(texts):\n    return [0.0] * len(texts)\n"
+        "def needs_model(prompts, completions, model):\n    return [0.0]\n"
+        "def keyword_only(*, completions, **kwargs):\n    return [0.0] * len(completions)\n"
+        "def trl_style(prompts, completions, **kwargs):\n    return [0.0] * len(completions)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"parameters \(texts\) do not take prompts= and completions="):
+        load_reward_fn("user_rewards:positional")
+    with pytest.raises(ValueError, match="also require model"):
+        load_reward_fn("user_rewards:needs_model")
+    for name in ("keyword_only", "trl_style"):
+        assert score_rewards(load_reward_fn(f"user_rewards:{name}"), ["p"], ["a"]) == [0.0]
 
 
 def test_sampling_settings_are_checked():

@@ -11,6 +11,26 @@ class CLIError(Exception):
     """A user's mistake (a missing file, a bad option): printed as one line, exit status 2."""
 
 
+def check_folder_path(folder: Path, what: str) -> None:
+    """``folder`` is, or can become, a folder: neither it nor a folder above it is a file."""
+    for parent in [folder, *folder.parents]:
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == folder else f"is under {parent}, which is a file"
+            raise CLIError(f"{what} {folder} {where}; give a folder")
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed and write (then remove) a file in it, so that a run fails before its work."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tidpo-write-test-"):
+            pass
+    except OSError as err:
+        raise CLIError(f"{what} {folder} cannot be written: {err.strerror or err}") from err
+
+
 def resolve_model_path(name_or_path: str) -> str:
     """A built-in name (``smollm2-135m-instruct``) becomes its cached checkpoint; a folder and a Hub id stay as given.
 

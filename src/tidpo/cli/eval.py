@@ -24,6 +24,8 @@ from pathlib import Path
 
 from tidpo.cli.common import (
     CLIError,
+    check_folder_path,
+    check_writable_folder,
     is_adapter_folder,
     load_causal_lm,
     load_dataset_arg,
@@ -247,20 +249,20 @@ def evaluate(args) -> dict:
         if dataset is not None:
             results.update(_preference_metrics(args, config, dataset, model, ref, tokenizer))
     if generation is not None:
-        from tidpo.eval.generation import generation_report
+        from tidpo.eval.generation import RewardError, generation_report
 
         prompts, reward_fn, settings = generation
         for m in (model, ref):
             if m is not None:
                 m.to(config.device)
-        results["generation"] = {
-            "prompts_source": args.prompts,
-            "reward": args.reward or DEMO_REWARD,
-            **generation_report(
+        try:
+            report = generation_report(
                 model, tokenizer, prompts, reward_fn, args.samples, settings, args.seed, reference=ref,
                 cache=not args.no_sample_cache,
-            ),
-        }  # fmt: skip
+            )  # fmt: skip
+        except RewardError as err:
+            raise CLIError(f"--reward {args.reward or DEMO_REWARD}: {err}") from err
+        results["generation"] = {"prompts_source": args.prompts, "reward": args.reward or DEMO_REWARD, **report}
     return results
 
 
@@ -317,13 +319,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
     output = args.output or default_output(args.model, resolve_model_path(args.model))
+    if output.is_dir():
+        raise CLIError(f"--output {output} is a folder; give a file name (e.g. {output / RESULTS_FILE})")
+    check_folder_path(output.parent, "--output: the folder")
+    check_writable_folder(output.parent, "--output: the folder")  # before the work, not after it
     results = evaluate(args)
     if "pairs" in results:
         print(format_table(results))
     if "generation" in results:
         print(f"{results['model']} against {results['ref']}, sampling from --prompts {args.prompts}")
         print(format_generation_table(results["generation"]))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(output)  # a kill while writing leaves the previous results whole
     print(f"results written to {output}")
     return 0

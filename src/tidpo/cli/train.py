@@ -23,6 +23,8 @@ from transformers import HfArgumentParser
 from tidpo.cli.common import (
     CLIError,
     adapter_base,
+    check_folder_path,
+    check_writable_folder,
     is_adapter_folder,
     load_causal_lm,
     load_dataset_arg,
@@ -448,15 +450,11 @@ def check_output_dir(run: TrainRun) -> str | None:
             resume from is missing or incomplete.
     """
     import shutil
-    import tempfile
 
     from tidpo.training import checkpoints
 
     out = Path(run.config.output_dir)
-    for parent in [out, *out.parents]:
-        if parent.exists() and not parent.is_dir():
-            where = "is a file" if parent == out else f"is under {parent}, which is a file"
-            raise CLIError(f"--output_dir {out} {where}; give a folder")
+    check_folder_path(out, "--output_dir")
     try:
         resume = checkpoints.resolve_resume(run.config.resume_from_checkpoint, out)
     except checkpoints.ResumeError as err:
@@ -475,12 +473,7 @@ def check_output_dir(run: TrainRun) -> str | None:
             for _, folder in checkpoints.checkpoints(out):
                 shutil.rmtree(folder)
             print(f"tidpo train: --overwrite_output_dir: replacing the run in {out}", file=sys.stderr)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".tidpo-write-test-"):
-            pass
-    except OSError as err:
-        raise CLIError(f"--output_dir {out} cannot be written: {err.strerror or err}") from err
+    check_writable_folder(out, "--output_dir")
     return resume
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import inspect
 import json
 import math
 import os
@@ -102,18 +103,66 @@ def load_reward_fn(spec: str) -> RewardFn:
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ValueError(f"reward {spec!r}: module {module_name!r} has no callable {attr!r}")
+    problem = _signature_problem(fn)
+    if problem is not None:
+        raise ValueError(
+            f"reward {spec!r}: {problem}; a reward is called as fn(prompts=[...], completions=[...]) and returns one "
+            "number per completion (TRL's reward functions); add **kwargs for what it does not use"
+        )
     return fn
 
 
+def _signature_problem(fn) -> str | None:
+    """Why ``fn(prompts=..., completions=...)`` cannot be called, or None (also when there is no signature)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins and extension functions: called as they are
+        return None
+    params = list(signature.parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        named = {"prompts", "completions"}
+    else:
+        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    missing = [name for name in ("prompts", "completions") if name not in named]
+    if missing:
+        return f"its parameters {signature} do not take {' and '.join(f'{m}=' for m in missing)}"
+    required = [
+        p.name for p in params
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and p.name not in ("prompts", "completions")
+    ]  # fmt: skip
+    if required:
+        return f"its parameters {signature} also require {', '.join(required)}"
+    return None
+
+
+class RewardError(ValueError):
+    """A reward function returned something other than one finite number per completion."""
+
+
 def score_rewards(fn: RewardFn, prompts: list[str], completions: list[str], name: str = "reward") -> list[float]:
-    """``fn(prompts=..., completions=...)``, checked: one finite number per completion."""
-    values = list(fn(prompts=prompts, completions=completions))
+    """``fn(prompts=..., completions=...)``, checked: one finite number per completion.
+
+    Raises:
+        RewardError: a value count that differs from the completions', or a value that is no finite number.
+    """
+    values = fn(prompts=prompts, completions=completions)
+    try:
+        values = list(values)
+    except TypeError as err:
+        raise RewardError(f"{name} returned {type(values).__name__}, not a list of numbers") from err
     if len(values) != len(completions):
-        raise ValueError(f"{name} returned {len(values)} values for {len(completions)} completions")
-    for i, value in enumerate(values):
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"{name} returned {value!r} for completion {i} ({completions[i]!r}): not a finite number")
-    return [float(v) for v in values]
+        raise RewardError(f"{name} returned {len(values)} values for {len(completions)} completions")
+    numbers = []
+    for i, value in enumerate(values):  # Python, numpy and one-element torch numbers; no strings or booleans
+        try:
+            number = None if isinstance(value, str | bytes | bool) else float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not math.isfinite(number):
+            raise RewardError(f"{name} returned {value!r} for completion {i} ({completions[i]!r}): not a finite number")
+        numbers.append(number)
+    return numbers
 
 
 @contextlib.contextmanager
