@@ -134,3 +134,20 @@ def test_skip_on_a_dataset_object():
     skipped: list[str] = []
     kept = load_preference_data(data, on_bad_row="skip", skipped=skipped)
     assert kept["prompt"] == ["Say hi.", "Third."] and len(skipped) == 1 and "row 2" in skipped[0]
+
+
+def test_rows_in_memory_list_and_dataframe(caplog):
+    import pandas as pd
+
+    rows = [GOOD, {**GOOD, "prompt": "Yo.", "rejected": ""}, 7, {**GOOD, "prompt": "Again."}]
+    with pytest.raises(PreferenceDataError, match=r"<rows>, row 2, field 'rejected': expected a non-empty string"):
+        load_preference_data([row for row in rows if row != 7])
+    with pytest.raises(PreferenceDataError, match=r"<rows>, row 3: expected a mapping, got int"):
+        load_preference_data([GOOD, GOOD | {"prompt": "x"}, 7])
+    skipped: list[str] = []
+    data = load_preference_data(rows, on_bad_row="skip", skipped=skipped)
+    assert data["prompt"] == ["Say hi.", "Again."] and len(skipped) == 2 and "skipped 2 of 4 rows" in caplog.text
+    frame = pd.DataFrame([GOOD, {**GOOD, "prompt": "Yo."}])
+    assert load_preference_data(frame)["prompt"] == ["Say hi.", "Yo."]
+    with pytest.raises(PreferenceDataError, match=r"row 2, field 'chosen'.*got float"):
+        load_preference_data(pd.DataFrame([GOOD, {"prompt": "Yo.", "rejected": " b"}]))  # a missing cell is NaN

@@ -95,5 +95,5 @@ def test_folder_that_is_not_a_saved_dataset_raises(tmp_path):
 
 
 def test_unsupported_source_type_raises():
-    with pytest.raises(TypeError, match="got list"):
-        load_preference_data(STANDARD)
+    with pytest.raises(TypeError, match="a list of row dicts or a pandas DataFrame, got set"):
+        load_preference_data({"pairs.jsonl"})

@@ -61,7 +61,7 @@ class _Records:
 
 
 def load_preference_data(
-    source: str | os.PathLike | Dataset | DatasetDict,
+    source: str | os.PathLike | Dataset | DatasetDict | list[dict],
     split: str = "train",
     config_name: str | None = None,
     on_bad_row: str = "error",
@@ -70,9 +70,10 @@ def load_preference_data(
     """Loads preference data and checks every row.
 
     Args:
-        source: a ``.jsonl``, ``.json`` (a list of objects, or JSON Lines content), ``.csv`` or ``.parquet`` file;
-            a folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``; a ``Dataset``; a
-            ``DatasetDict``; or the id of a Hugging Face Hub dataset (a string that is no existing path and has no
+        source: a ``.jsonl``, ``.json`` (a list of objects, one object of columns, or JSON Lines content),
+            ``.csv`` or ``.parquet`` file; a folder written by ``Dataset.save_to_disk`` or
+            ``DatasetDict.save_to_disk``; a ``Dataset``; a ``DatasetDict``; a list of row dicts or a pandas
+            ``DataFrame``; or the id of a Hugging Face Hub dataset (a string that is no existing path and has no
             data-file suffix), loaded with ``datasets.load_dataset``.
         split: the split to take from a ``DatasetDict``, a saved ``DatasetDict`` folder or a Hub dataset; ignored
             for a single file.
@@ -99,6 +100,8 @@ def load_preference_data(
         dataset, name = _pick_split(source, split, "<DatasetDict>")
     elif isinstance(source, Dataset):
         dataset, name = source, "<Dataset>"
+    elif isinstance(source, list | tuple) or type(source).__name__ == "DataFrame":  # rows in memory
+        return _dataset_from_records(_in_memory_records(source, bad if skip else None), "<rows>", bad if skip else None)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.suffix.lower() in (".jsonl", ".json", ".csv"):
@@ -109,14 +112,32 @@ def load_preference_data(
             dataset, name = _load_arrow_source(path, split)
     else:
         raise TypeError(
-            f"preference data source must be a file or folder path, a datasets.Dataset or a datasets.DatasetDict, "
-            f"got {type(source).__name__}"
+            "preference data source must be a file or folder path, a datasets.Dataset, a datasets.DatasetDict, a "
+            f"list of row dicts or a pandas DataFrame, got {type(source).__name__}"
         )
     if not skip:
         validate_preference_dataset(dataset, name)
         return dataset
     good = _check_columns_and_rows(dataset, name, bad)
     return dataset if len(good) == len(dataset) else dataset.select(good)
+
+
+def _in_memory_records(source, bad: list[str] | None) -> _Records:
+    """The rows of a list of dicts or a pandas ``DataFrame``, named ``row N``; with ``bad`` (skip mode), items that
+    are no mapping are left out and their reasons appended to it."""
+    items = source.to_dict("records") if type(source).__name__ == "DataFrame" else list(source)
+    rows, labels, unparsed = [], [], 0
+    for number, row in enumerate(items, 1):
+        if not isinstance(row, Mapping):
+            error = PreferenceDataError(f"<rows>, row {number}: expected a mapping, got {type(row).__name__}")
+            if bad is None:
+                raise error
+            bad.append(str(error))
+            unparsed += 1
+            continue
+        rows.append(dict(row))
+        labels.append(f"row {number}")
+    return _Records(rows, labels, unparsed)
 
 
 def _report_skipped(source: str, bad: list[str], start: int, total: int) -> None:
