@@ -78,6 +78,28 @@ def test_the_cache_is_read_back_and_keyed_by_the_reference_weights(tokenizer, tm
     assert other_calls and len(list((tmp_path / "cache" / "ref-logps").glob("*.pt"))) == 2
 
 
+def test_a_damaged_or_misplaced_cache_file_is_computed_again(tokenizer, tmp_path, caplog):
+    first, _ = _trainer(tokenizer, tmp_path, True)
+    (path,) = (tmp_path / "cache" / "ref-logps").glob("*.pt")
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # cut short, as by a full disk
+    again, calls = _trainer(tokenizer, tmp_path, True)
+    assert calls and "is unreadable" in caplog.text  # scored again, not a traceback
+    column = "ref_chosen_token_logps"
+    assert again.train_dataset[column] == first.train_dataset[column] and path.read_bytes() != good[: len(good) // 2]
+    other = path.with_name("0" * 32 + "-" + path.name.split("-")[1])
+    other.write_bytes(path.read_bytes())  # a whole file, under another dataset's key
+    cached = torch.load(other, weights_only=True)
+    caplog.clear()
+    from tidpo.training.ref_cache import _read_cached
+
+    assert _read_cached(other, other.stem, len(first.train_dataset)) is None
+    assert "written for other data or another reference" in caplog.text
+    key = path.stem
+    assert _read_cached(path, key, len(first.train_dataset) + 1) is None and "does not hold" in caplog.text
+    assert _read_cached(path, key, len(first.train_dataset))[column] == cached[column]
+
+
 def test_cached_values_are_the_reference_log_probs_of_the_response_tokens(tokenizer, tmp_path):
     trainer, _ = _trainer(tokenizer, tmp_path, True)
     row = trainer.train_dataset[3]

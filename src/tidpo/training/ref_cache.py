@@ -9,7 +9,9 @@ pair as ``ref_chosen_token_logps`` / ``ref_rejected_token_logps`` (one float per
 The cache file is ``$TIDPO_CACHE/ref-logps/<key>.pt`` (default ``~/.cache/tidpo``). The key hashes the
 tokenised pairs, ``max_length`` and the reference's weights (names, shapes, dtypes, values; LoRA adapter weights
 excluded, since a PEFT reference runs with them disabled), so a different dataset, truncation or reference never
-reads stale numbers. Files are written to a temporary name and renamed.
+reads stale numbers; the file also holds its key, and one that is unreadable (say, cut short), written for another
+key or of the wrong size is ignored with a warning and computed again. Files are written to a temporary name and
+renamed, and loaded with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,25 @@ def cache_path(data_key: str, weights_key: str) -> Path:
     return cache_root() / "ref-logps" / f"{data_key}-{weights_key}.pt"
 
 
+def _read_cached(path: Path, key: str, rows: int) -> dict | None:
+    """The cached columns of ``path`` when it is whole and holds ``key`` and ``rows`` rows; else None (with a
+    warning: the values are computed again and the file rewritten). Loaded with ``weights_only=True``."""
+    try:
+        cached = torch.load(path, weights_only=True)
+    except Exception as err:  # a truncated or foreign file: torch/pickle raise many types
+        logger.warning(f"precompute_ref_log_probs: {path} is unreadable ({type(err).__name__}); computing again")
+        return None
+    problem = None
+    if not isinstance(cached, dict) or cached.get("key") != key:
+        problem = "it was written for other data or another reference"
+    elif any(not isinstance(cached.get(c), list) or len(cached[c]) != rows for c in REF_TOKEN_KEYS):
+        problem = f"it does not hold {rows} rows of both columns"
+    if problem is not None:
+        logger.warning(f"precompute_ref_log_probs: ignoring {path}: {problem}; computing again")
+        return None
+    return {c: cached[c] for c in REF_TOKEN_KEYS}
+
+
 def response_values(values: Tensor, completion_mask: Tensor) -> list[list[float]]:
     """Each row's values at its response tokens, in order: ``(N, L) -> N lists``."""
     mask = completion_mask.bool()
@@ -104,17 +125,21 @@ def with_reference_logps(
     ``weights_key`` is the reference's :func:`weights_digest`."""
     if set(REF_TOKEN_KEYS) <= set(dataset.column_names):
         return dataset
-    path = cache_path(data_digest(dataset, max_length), weights_key)
-    if path.is_file():
-        columns = torch.load(path, weights_only=True)
+    data_key = data_digest(dataset, max_length)
+    key, path = f"{data_key}-{weights_key}", cache_path(data_key, weights_key)
+    columns = _read_cached(path, key, len(dataset)) if path.is_file() else None
+    if columns is not None:
         logger.info("precompute_ref_log_probs: %s reference log-probs read from %s", name, path)
     else:
         columns = score()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        torch.save(columns, partial)
-        partial.replace(path)
-        logger.info("precompute_ref_log_probs: %s reference log-probs written to %s", name, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.partial")
+            torch.save({"key": key, **columns}, partial)
+            partial.replace(path)
+            logger.info("precompute_ref_log_probs: %s reference log-probs written to %s", name, path)
+        except OSError as err:  # the cache is an optimisation: a read-only cache folder costs a recompute next time
+            logger.warning(f"precompute_ref_log_probs: could not write the cache {path} ({err}); not cached")
     if any(len(columns[c]) != len(dataset) for c in REF_TOKEN_KEYS):
         raise ValueError(f"{path}: holds {len(columns[REF_TOKEN_KEYS[0]])} rows for a {len(dataset)}-row dataset")
     for column in REF_TOKEN_KEYS:
