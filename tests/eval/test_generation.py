@@ -153,6 +153,19 @@ def test_reference_samples_are_cached_and_reused(tiny, cache_dir):
     assert len(list((cache_dir / "samples").glob("*.json"))) == 2
 
 
+def test_a_damaged_or_unwritable_sample_cache_costs_only_a_new_sampling(tiny, cache_dir, monkeypatch, caplog):
+    model, tokenizer = tiny
+    reference = make_model(tokenizer, seed=1)
+    first = generation_report(model, tokenizer, PROMPTS, word_count_reward, 2, SETTINGS, 0, reference=reference)
+    (path,) = (cache_dir / "samples").glob("*.json")
+    path.write_text(path.read_text()[:40])  # cut short
+    again = generation_report(model, tokenizer, PROMPTS, word_count_reward, 2, SETTINGS, 0, reference=reference)
+    assert not again["reference_samples_cached"] and again["samples"] == first["samples"]
+    monkeypatch.setenv("TIDPO_CACHE", str(path))  # a cache "folder" that is a file cannot be written
+    third = generation_report(model, tokenizer, PROMPTS, word_count_reward, 2, SETTINGS, 0, reference=reference)
+    assert third["samples"] == first["samples"] and "could not cache the reference's samples" in caplog.text
+
+
 def test_reward_functions_are_named_module_colon_function_and_checked():
     assert load_reward_fn("tidpo.tasks.sentiment:reward")(prompts=["x"], completions=["a great film"])[0] > 0.5
     for spec, message in [("tidpo.tasks.sentiment", "module:function"), ("no_such_module_x:f", "cannot import"),

@@ -29,6 +29,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -38,6 +39,8 @@ from pathlib import Path
 import torch
 
 from tidpo.eval.metrics import distinct_n, mean_and_ci, paired_difference, self_bleu, win_rate
+
+logger = logging.getLogger("tidpo")
 
 RewardFn = Callable[..., Sequence[float]]
 CACHE_VERSION = 1
@@ -312,10 +315,13 @@ def reference_samples(
         for s, lp, h in zip(samples, logps, entropies, strict=True):
             s.logp, s.entropy = lp, h
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"samples": [asdict(s) for s in samples]}), encoding="utf-8")
-            tmp.replace(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(json.dumps({"samples": [asdict(s) for s in samples]}), encoding="utf-8")
+                tmp.replace(path)
+            except OSError as err:  # a cache that cannot be written costs a new sampling next time, nothing else
+                logger.warning(f"could not cache the reference's samples in {path} ({err})")
     rewards = score_rewards(reward_fn, [s.prompt for s in samples], [s.text for s in samples])
     for s, r in zip(samples, rewards, strict=True):
         s.reward = r
