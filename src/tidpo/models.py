@@ -56,6 +56,11 @@ def builtin_model_path(name: str) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tmp.rename(target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (target / "config.json").is_file():  # another process (a second rank, a second run) converted it first
+            return target
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
