@@ -189,6 +189,6 @@ def builtin_base_note(name: str) -> str:
 
 def write_model_card(path: str | Path, summary: RunSummary) -> Path:
     """Write :func:`render_model_card` to ``path`` (usually ``<output_dir>/README.md``)."""
-    path = Path(path)
-    path.write_text(render_model_card(summary), encoding="utf-8")
-    return path
+    from tidpo.files import write_text
+
+    return write_text(path, render_model_card(summary))

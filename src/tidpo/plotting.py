@@ -94,7 +94,10 @@ def plot_training_curves(metrics_path: str | Path, output_path: str | Path, titl
         ax.set_visible(False)
     fig.suptitle(title or Path(metrics_path).resolve().parent.name)
     fig.tight_layout()
+    from tidpo.files import replacing
+
     output_path = Path(output_path)
-    fig.savefig(output_path, dpi=110)
+    with replacing(output_path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return output_path

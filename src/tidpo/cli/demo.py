@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tidpo.cli.common import CLIError
+from tidpo.files import write_text
 
 MODEL = "smollm2-135m-instruct"
 TARGET_GAIN = 0.15
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - start,
         "samples": gen["samples"],
     }
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_text(out / "demo_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
 
     def ci(stat: dict) -> str:
         return f"{stat['mean']:+.3f}  (95 % CI {stat['low']:+.3f} to {stat['high']:+.3f})"

@@ -32,6 +32,7 @@ from tidpo.cli.common import (
     resolve_model_path,
     trained_settings,
 )
+from tidpo.files import write_text
 from tidpo.losses.dpo import KL_MODES
 
 # (metric key without "eval_", label on screen)
@@ -329,8 +330,6 @@ def main(argv: list[str] | None = None) -> int:
     if "generation" in results:
         print(f"{results['model']} against {results['ref']}, sampling from --prompts {args.prompts}")
         print(format_generation_table(results["generation"]))
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(output)  # a kill while writing leaves the previous results whole
+    write_text(output, json.dumps(results, indent=2) + "\n")  # a kill while writing leaves the previous results
     print(f"results written to {output}")
     return 0

@@ -129,9 +129,9 @@ class Explanation:
         return cls(**{**data, "pairs": pairs})
 
     def save_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
-        return path
+        from tidpo.files import write_text
+
+        return write_text(path, json.dumps(self.to_dict(), ensure_ascii=False, indent=1))
 
     @classmethod
     def load_json(cls, path: str | Path) -> Explanation:

@@ -31,7 +31,6 @@ import inspect
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from pathlib import Path
 import torch
 
 from tidpo.eval.metrics import distinct_n, mean_and_ci, paired_difference, self_bleu, win_rate
+from tidpo.files import write_text
 
 logger = logging.getLogger("tidpo")
 
@@ -317,9 +317,7 @@ def reference_samples(
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text(json.dumps({"samples": [asdict(s) for s in samples]}), encoding="utf-8")
-                tmp.replace(path)
+                write_text(path, json.dumps({"samples": [asdict(s) for s in samples]}))
             except OSError as err:  # a cache that cannot be written costs a new sampling next time, nothing else
                 logger.warning(f"could not cache the reference's samples in {path} ({err})")
     rewards = score_rewards(reward_fn, [s.prompt for s in samples], [s.text for s in samples])

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from tidpo.eval.explain import Explanation, PairExplanation, ResponseExplanation
+from tidpo.files import write_text
 
 ORANGE = (255, 150, 40)  # v >= 4
 BLUE_GREY = (118, 142, 175)  # v <= 1/4
@@ -280,8 +281,11 @@ def render_png(explanation: Explanation, path: str | Path, max_pairs: int = 4, d
         ):
             _draw_side(ax, column * (PNG_PANEL_CHARS + PNG_GAP_CHARS), name, side, boxes)
     _draw_colorbar(fig)
+    from tidpo.files import replacing
+
     path = Path(path)
-    fig.savefig(path, dpi=dpi)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
     return path
 
 
@@ -327,7 +331,7 @@ def write_explanation(explanation: Explanation, output_dir: str | Path, png_pair
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     html_path = output_dir / "explain.html"
-    html_path.write_text(render_html(explanation), encoding="utf-8")
+    write_text(html_path, render_html(explanation))
     return {
         "html": html_path,
         "png": render_png(explanation, output_dir / "explain.png", max_pairs=png_pairs),

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+from tidpo.files import write_text
 from tidpo.model_card import RunSummary, write_model_card
 from tidpo.models import BUILTIN_MODELS, cache_root
 from tidpo.plotting import has_curves, plot_training_curves
@@ -36,7 +37,7 @@ def fix_adapter_config(folder: Path) -> None:
     base = config.get("base_model_name_or_path")
     if portable_base(base) != base:
         config["base_model_name_or_path"] = portable_base(base)
-        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def write_metrics_jsonl(path: Path, history: list[dict]) -> Path:
@@ -117,7 +118,7 @@ SETTINGS = (
 def write_trained_settings(folder: Path, config) -> Path:
     """``tidpo_config.json``: the method settings of the run (resolved from the preset), read back by the tools."""
     path = folder / SETTINGS_FILE
-    path.write_text(json.dumps({name: getattr(config, name) for name in SETTINGS}, indent=2) + "\n", encoding="utf-8")
+    write_text(path, json.dumps({name: getattr(config, name) for name in SETTINGS}, indent=2) + "\n")
     return path
 
 
