@@ -181,6 +181,7 @@ def cases(scratch: Path):
         "resume from a checkpoint without its marker (half-written)",
         argv(good, "out-half", "--resume_from_checkpoint", str(half)),
     )
+    yield "data", "the model folder given as the dataset", argv(base, "out-d-model")
     yield "model", "model folder that does not exist", argv(good, "out-m0", model=scratch / "no-model")
     bert = scratch / "bert"
     shutil.copytree(base, bert)

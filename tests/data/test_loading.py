@@ -97,3 +97,29 @@ def test_folder_that_is_not_a_saved_dataset_raises(tmp_path):
 def test_unsupported_source_type_raises():
     with pytest.raises(TypeError, match="a list of row dicts or a pandas DataFrame, got set"):
         load_preference_data({"pairs.jsonl"})
+
+
+def test_a_folder_laid_out_like_a_hub_dataset_repository(tmp_path):
+    """data/train.jsonl + data/test.jsonl, as a cloned Hub dataset has them: the splits are named by the files."""
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    write_jsonl(tmp_path / "repo" / "data" / "train.jsonl", STANDARD)
+    write_jsonl(tmp_path / "repo" / "data" / "test.jsonl", STANDARD[:1])
+    (tmp_path / "repo" / "README.md").write_text("# pairs\n")
+    assert len(load_preference_data(tmp_path / "repo")) == len(STANDARD)
+    assert load_preference_data(tmp_path / "repo", split="test")["prompt"] == [STANDARD[0]["prompt"]]
+    with pytest.raises(PreferenceDataError, match=r"no split 'validation'; the available splits are 'train', 'test'"):
+        load_preference_data(tmp_path / "repo", split="validation")
+    (tmp_path / "broken" / "data").mkdir(parents=True)
+    (tmp_path / "broken" / "data" / "train.jsonl").write_text('{"prompt": 1\n')
+    with pytest.raises(PreferenceDataError, match=r"broken: a folder of data files that datasets.load_dataset cannot"):
+        load_preference_data(tmp_path / "broken")
+
+
+def test_a_model_folder_is_not_taken_for_data(tmp_path):
+    from tests.tiny import make_model, make_tokenizer
+
+    tokenizer = make_tokenizer()
+    make_model(tokenizer).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")  # config.json, tokenizer.json: JSON files, but no data
+    with pytest.raises(PreferenceDataError, match=r"model: a model folder .* not preference data"):
+        load_preference_data(tmp_path / "model")

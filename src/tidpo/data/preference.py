@@ -72,7 +72,8 @@ def load_preference_data(
     Args:
         source: a ``.jsonl``, ``.json`` (a list of objects, one object of columns, or JSON Lines content),
             ``.csv`` or ``.parquet`` file; a folder written by ``Dataset.save_to_disk`` or
-            ``DatasetDict.save_to_disk``; a ``Dataset``; a ``DatasetDict``; a list of row dicts or a pandas
+            ``DatasetDict.save_to_disk``, or a folder of data files laid out like a Hub dataset repository (read
+            by ``datasets.load_dataset``, splits named by the files); a ``Dataset``; a ``DatasetDict``; a list of row dicts or a pandas
             ``DataFrame``; or the id of a Hugging Face Hub dataset (a string that is no existing path and has no
             data-file suffix), loaded with ``datasets.load_dataset``.
         split: the split to take from a ``DatasetDict``, a saved ``DatasetDict`` folder or a Hub dataset; ignored
@@ -278,10 +279,41 @@ def _load_saved_folder(path: Path, split: str) -> tuple[Dataset, str]:
         return _pick_split(DatasetDict.load_from_disk(str(path)), split, str(path))
     if (path / "state.json").is_file():
         return Dataset.load_from_disk(str(path)), str(path)
+    if (path / "config.json").is_file() and (
+        (path / "tokenizer_config.json").is_file() or any(path.glob("*.safetensors"))
+    ):
+        raise PreferenceDataError(f"{path}: a model folder (config.json, weights or tokenizer), not preference data")
+    if _data_files(path):
+        return _load_data_folder(path, split)
     raise PreferenceDataError(
         f"{path}: a folder, but not one written by Dataset.save_to_disk or DatasetDict.save_to_disk "
-        "(it has neither dataset_dict.json nor state.json)"
+        f"(it has neither dataset_dict.json nor state.json) and it holds no data files ({', '.join(FILE_SUFFIXES)})"
     )
+
+
+def _data_files(folder: Path) -> list[Path]:
+    """The data files under ``folder`` (hidden files and folders left out)."""
+    return [
+        p for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in FILE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]  # fmt: skip
+
+
+def _load_data_folder(path: Path, split: str) -> tuple[Dataset, str]:
+    """A folder of data files laid out like a Hub dataset repository (``data/train-*.parquet``, ``test.jsonl``,
+    ...), read by ``datasets.load_dataset``, which names the splits after the files."""
+    from datasets import load_dataset
+
+    try:
+        datasets = load_dataset(str(path))
+    except Exception as err:  # datasets raises many types for files it cannot read
+        cause = err.__cause__ or err.__context__
+        why = " ".join(str(err).split()) + (f": {' '.join(str(cause).split())[:300]}" if cause is not None else "")
+        raise PreferenceDataError(
+            f"{path}: a folder of data files that datasets.load_dataset cannot read ({why})"
+        ) from err
+    return _pick_split(datasets, split, str(path))
 
 
 def _pick_split(datasets: DatasetDict, split: str, source: str) -> tuple[Dataset, str]:
