@@ -73,9 +73,9 @@ def load_preference_data(
         source: a ``.jsonl``, ``.json`` (a list of objects, one object of columns, or JSON Lines content),
             ``.csv`` or ``.parquet`` file; a folder written by ``Dataset.save_to_disk`` or
             ``DatasetDict.save_to_disk``, or a folder of data files laid out like a Hub dataset repository (read
-            by ``datasets.load_dataset``, splits named by the files); a ``Dataset``; a ``DatasetDict``; a list of row dicts or a pandas
-            ``DataFrame``; or the id of a Hugging Face Hub dataset (a string that is no existing path and has no
-            data-file suffix), loaded with ``datasets.load_dataset``.
+            by ``datasets.load_dataset``, splits named by the files); a ``Dataset``; a ``DatasetDict``; a list of
+            row dicts or a pandas ``DataFrame``; or the id of a Hugging Face Hub dataset (a string that is no
+            existing path and has no data-file suffix), loaded with ``datasets.load_dataset``.
         split: the split to take from a ``DatasetDict``, a saved ``DatasetDict`` folder or a Hub dataset; ignored
             for a single file.
         config_name: the Hub dataset's configuration (``load_dataset``'s ``name``); only for a Hub id.
