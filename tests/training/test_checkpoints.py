@@ -121,3 +121,19 @@ def test_metrics_jsonl_holds_each_step_once_after_resume(tmp_path):
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
     callback.on_log(None, SimpleNamespace(**{**vars(state), "global_step": 4}), None, logs={"loss": 0.2})
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_resuming_with_other_settings_names_them(tokenizer, tmp_path, caplog):
+    out = tmp_path / "run"
+    first = _trainer(tokenizer, out)
+    first.train()
+    recorded = json.loads((out / "checkpoint-2" / "tidpo_config.json").read_text())
+    assert recorded["beta"] == first.args.beta and recorded["learning_rate"] == 5e-2
+    assert "tidpo_config.json" in json.loads((out / "checkpoint-2" / checkpoints.MARKER).read_text())["files"]
+    shutil.rmtree(out / "checkpoint-4")
+    caplog.clear()
+    _trainer(tokenizer, out).train(resume_from_checkpoint=True)  # the same settings: nothing to say
+    assert "resuming from" in caplog.text and "differ from its run" not in caplog.text
+    shutil.rmtree(out / "checkpoint-4")
+    _trainer(tokenizer, out, beta=0.3, seed=7).train(resume_from_checkpoint=True)
+    assert f"beta: {first.args.beta!r} -> 0.3" in caplog.text and f"seed: {first.args.seed} -> 7" in caplog.text

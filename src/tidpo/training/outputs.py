@@ -115,11 +115,39 @@ SETTINGS = (
 )  # fmt: skip
 
 
-def write_trained_settings(folder: Path, config) -> Path:
+# what else a resumed run must share with the run it continues, for the exact resume (checked with a warning)
+RESUME_SETTINGS = (
+    *SETTINGS, "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "seed", "data_seed",
+    "lr_scheduler_type", "warmup_steps", "weight_decay", "optim",
+)  # fmt: skip
+
+
+def _settings(config, names) -> dict:
+    values = {name: getattr(config, name, None) for name in names}
+    return {name: getattr(value, "value", value) for name, value in values.items()}  # enums as their strings
+
+
+def write_trained_settings(folder: Path, config, names=SETTINGS) -> Path:
     """``tidpo_config.json``: the method settings of the run (resolved from the preset), read back by the tools."""
     path = folder / SETTINGS_FILE
-    write_text(path, json.dumps({name: getattr(config, name) for name in SETTINGS}, indent=2) + "\n")
+    write_text(path, json.dumps(_settings(config, names), indent=2) + "\n")
     return path
+
+
+def changed_settings(checkpoint: Path, config) -> list[str]:
+    """The settings of ``config`` that differ from those recorded in ``checkpoint`` (``name: old -> new``); empty
+    when they agree or the checkpoint records none (written by an older tidpo)."""
+    path = checkpoint / SETTINGS_FILE
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    now = json.loads(json.dumps(_settings(config, RESUME_SETTINGS)))  # the same JSON round trip as the file's
+    return [
+        f"{name}: {recorded[name]!r} -> {now[name]!r}"
+        for name in now
+        if name in recorded and recorded[name] != now[name]
+    ]
 
 
 def _length(dataset) -> int | None:

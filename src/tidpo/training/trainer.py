@@ -300,6 +300,15 @@ class TIDPOTrainer(Trainer):
         resume = checkpoints.resolve_resume(resume_from_checkpoint, self.args.output_dir)
         if self.is_world_process_zero():
             checkpoints.clear_staging(self.args.output_dir)
+            if resume is not None:
+                from tidpo.training.outputs import changed_settings
+
+                changed = changed_settings(Path(resume), self.args)
+                if changed:
+                    logger.warning(
+                        f"resuming from {resume} with settings that differ from its run ({'; '.join(changed)}): "
+                        "the run goes on with the new ones, and is no longer the run it would have been"
+                    )
         self.accelerator.wait_for_everyone()
         return super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
 
@@ -325,6 +334,10 @@ class TIDPOTrainer(Trainer):
             super()._save_checkpoint(model, trial)
         finally:
             self._staging_dir = None
+        if self.args.should_save:  # the run's settings, compared when a run resumes from here
+            from tidpo.training.outputs import RESUME_SETTINGS, write_trained_settings
+
+            write_trained_settings(staged, self.args, RESUME_SETTINGS)
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             best = self.state.best_global_step
