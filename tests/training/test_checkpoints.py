@@ -137,3 +137,12 @@ def test_resuming_with_other_settings_names_them(tokenizer, tmp_path, caplog):
     shutil.rmtree(out / "checkpoint-4")
     _trainer(tokenizer, out, beta=0.3, seed=7).train(resume_from_checkpoint=True)
     assert f"beta: {first.args.beta!r} -> 0.3" in caplog.text and f"seed: {first.args.seed} -> 7" in caplog.text
+
+
+def test_a_new_start_removes_the_temporaries_of_interrupted_writes(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".README.4242.partial.md").write_text("# cut sh")  # what a kill inside tidpo.files.write_text leaves
+    (out / ".mine.partial").write_text("a user's file")  # not of tidpo's pattern: kept
+    checkpoints.clear_staging(out)
+    assert sorted(p.name for p in out.iterdir()) == [".mine.partial"]

@@ -120,11 +120,16 @@ def resolve_resume(value, output_dir: str | Path) -> str | None:
 
 
 def clear_staging(output_dir: str | Path) -> None:
-    """Remove what an interrupted save left in ``<output_dir>/.tidpo-partial`` (main process only)."""
+    """Remove what an interrupted save left in ``<output_dir>/.tidpo-partial``, and the temporaries of
+    interrupted writes (:mod:`tidpo.files`) in ``output_dir`` (main process only)."""
     root = Path(output_dir)
     for staging in sorted(root.glob(STAGING + "*")) if root.is_dir() else []:
         logger.warning(f"removing {staging}: a checkpoint or model whose save was interrupted")
         shutil.rmtree(staging, ignore_errors=True)
+    for partial in sorted(root.glob(".*.partial*")) if root.is_dir() else []:  # tidpo.files' temporaries
+        if partial.is_file() and re.fullmatch(r"\..+\.\d+\.partial(\.\w+)?", partial.name):
+            logger.warning(f"removing {partial}: a file whose write was interrupted")
+            partial.unlink(missing_ok=True)
 
 
 def publish(staged: Path, final: Path, step: int) -> None:
