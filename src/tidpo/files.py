@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
+
+_TEMPORARY = re.compile(r"\..+\.\d+\.partial(\.\w+)?")  # the names replacing() gives: .NAME.PID.partial.EXT
+
+
+def is_temporary(path: str | Path) -> bool:
+    """Whether ``path`` is named as :func:`replacing`'s temporaries are (one a kill left behind, when found later)."""
+    return _TEMPORARY.fullmatch(Path(path).name) is not None
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from tidpo.eval.explain import Explanation, PairExplanation, ResponseExplanation
-from tidpo.files import write_text
+from tidpo.files import replacing, write_text
 
 ORANGE = (255, 150, 40)  # v >= 4
 BLUE_GREY = (118, 142, 175)  # v <= 1/4
@@ -281,8 +281,6 @@ def render_png(explanation: Explanation, path: str | Path, max_pairs: int = 4, d
         ):
             _draw_side(ax, column * (PNG_PANEL_CHARS + PNG_GAP_CHARS), name, side, boxes)
     _draw_colorbar(fig)
-    from tidpo.files import replacing
-
     path = Path(path)
     with replacing(path) as tmp:
         fig.savefig(tmp, dpi=dpi)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+from tidpo.files import write_text
 
 logger = logging.getLogger("tidpo.training")
 
@@ -145,9 +146,7 @@ class MetricsJsonlCallback(TrainerCallback):
                 continue
             kept.append(line)
         if dropped:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text(self.path, "".join(line + "\n" for line in kept))
             logger.warning(f"{self.path}: dropped {dropped} line(s) logged after step {state.global_step}, the "
                            "checkpoint resumed from")  # fmt: skip
 

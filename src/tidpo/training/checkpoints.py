@@ -21,6 +21,8 @@ import re
 import shutil
 from pathlib import Path
 
+from tidpo.files import is_temporary
+
 MARKER = "tidpo_checkpoint.json"
 STAGING = ".tidpo-partial"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -126,8 +128,8 @@ def clear_staging(output_dir: str | Path) -> None:
     for staging in sorted(root.glob(STAGING + "*")) if root.is_dir() else []:
         logger.warning(f"removing {staging}: a checkpoint or model whose save was interrupted")
         shutil.rmtree(staging, ignore_errors=True)
-    for partial in sorted(root.glob(".*.partial*")) if root.is_dir() else []:  # tidpo.files' temporaries
-        if partial.is_file() and re.fullmatch(r"\..+\.\d+\.partial(\.\w+)?", partial.name):
+    for partial in sorted(root.glob(".*.partial*")) if root.is_dir() else []:
+        if partial.is_file() and is_temporary(partial):
             logger.warning(f"removing {partial}: a file whose write was interrupted")
             partial.unlink(missing_ok=True)
 

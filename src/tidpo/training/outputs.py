@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from tidpo.files import write_text
+from tidpo.files import replacing, write_text
 from tidpo.model_card import RunSummary, write_model_card
 from tidpo.models import BUILTIN_MODELS, cache_root
 from tidpo.plotting import has_curves, plot_training_curves
@@ -42,12 +42,10 @@ def fix_adapter_config(folder: Path) -> None:
 
 def write_metrics_jsonl(path: Path, history: list[dict]) -> Path:
     """The trainer's log history as JSON lines (non-finite numbers as null), replacing the file atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as file:
+    with replacing(path) as tmp, tmp.open("w", encoding="utf-8") as file:
         for row in history:
             clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
             file.write(json.dumps(clean) + "\n")
-    tmp.replace(path)
     return path
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from tidpo.data.collator import REF_TOKEN_KEYS
+from tidpo.files import replacing
 from tidpo.models import cache_root
 
 logger = logging.getLogger("tidpo")
@@ -134,9 +134,8 @@ def with_reference_logps(
         columns = score()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.partial")
-            torch.save({"key": key, **columns}, partial)
-            partial.replace(path)
+            with replacing(path) as partial:
+                torch.save({"key": key, **columns}, partial)
             logger.info("precompute_ref_log_probs: %s reference log-probs written to %s", name, path)
         except OSError as err:  # the cache is an optimisation: a read-only cache folder costs a recompute next time
             logger.warning(f"precompute_ref_log_probs: could not write the cache {path} ({err}); not cached")
