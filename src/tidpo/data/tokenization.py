@@ -1,27 +1,10 @@
-"""Tokenising preference pairs into ``prompt_ids``, ``chosen_ids`` and ``rejected_ids`` (TRL's layout).
+"""Tokenising a checked preference dataset: ``prompt_ids``, ``chosen_ids`` and ``rejected_ids`` (TRL's layout).
 
-Prompt and completion are tokenised together, as in TRL 1.16's ``DPOTrainer``, so the completion's first tokens are
-the ones the model sees in context:
-
-* standard: ``tokenizer(prompt + completion)`` (with the tokenizer's own special tokens, e.g. a BOS), and the prompt
-  alone the same way;
-* conversational: ``apply_chat_template(prompt + completion)``, and the prompt alone with
-  ``add_generation_prompt=True``.
-
-The completion starts where the tokenised prompt ends. When the tokenised prompt is not a prefix of the tokenised
-prompt+completion (tokens merge across the boundary, or the template renders the prompt alone differently), the
-completion starts where the two diverge, as in TRL; such rows are counted and reported once per dataset.
-
-Implicit prompts (no ``prompt`` column): for standard rows, the prompt is the longest common token prefix of the
-tokenised ``chosen`` and ``rejected`` (so a first word both replies share counts as prompt: text has no turn marks).
-Deviation: for conversational rows it is their shared leading *messages*, as in TRL's ``extract_prompt``, then
-tokenised as an explicit prompt; a common token prefix would move words that both assistant replies start with
-into the prompt, where they get no token weight and where the anchor sampler would be forced to continue them.
-
-Every completion ends with one ``eos_token_id``: docs/method.md §1 reads the attribution target at the response's EOS.
-Deviation from TRL, which appends the EOS *string* to standard text and keeps a conversational completion as the
-template renders it (often ``<|im_end|>\\n``): the whitespace a template writes after the final EOS is cut, so the
-last response token is the EOS in both formats.
+Each pair is tokenised by :func:`~tidpo.data.pair_tokenization.tokenize_pair` (the rules, and where tidpo deviates
+from TRL, are in :mod:`tidpo.data.pair_tokenization`). Here the whole dataset is: its columns are checked first
+(image columns refused, unused ones named, conversational rows need a chat template), pairs whose tokenised
+prompt is not a prefix of prompt+completion are counted and reported once, and pairs whose prompt alone fills
+``max_length`` are dropped and counted (:class:`TokenizationReport`).
 
 Per-token weights from the data (``chosen_weights`` / ``rejected_weights``, for ``importance="columns"`` and
 ``"columns_raw"``): with ``weight_columns=True`` they are checked against the tokenised responses (one number per
@@ -32,41 +15,41 @@ response token without the final EOS) and stored aligned with the ids; the rule 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
 from tidpo.data.errors import PreferenceDataError
+from tidpo.data.pair_tokenization import (
+    TokenizedPair,
+    check_eos,
+    common_prefix_length,
+    tokenize_pair,
+    tokenize_preference_row,
+)
 from tidpo.data.token_weights import add_token_weight_columns, check_weight_columns_present
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+
+__all__ = [
+    "ID_COLUMNS",
+    "ROW_COLUMN",
+    "TokenizationReport",
+    "TokenizedPair",
+    "common_prefix_length",
+    "tokenize_pair",
+    "tokenize_preference_dataset",
+    "tokenize_preference_dataset_with_report",
+    "tokenize_preference_row",
+]
 
 logger = logging.getLogger("tidpo.data")
 ROW_COLUMN = "tidpo_row"
 
 ID_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 _CUT_COLUMN = "_tidpo_prompt_tokens_cut"
-
-
-@dataclass(frozen=True)
-class TokenizedPair:
-    """One tokenised preference pair.
-
-    Attributes:
-        prompt_ids: the prompt tokens, as they start both full sequences.
-        chosen_ids: the chosen completion's tokens, ending with one EOS.
-        rejected_ids: the rejected completion's tokens, ending with one EOS.
-        prompt_tail: tokens of the prompt tokenised alone that are missing from the full sequences; empty unless
-            the boundary moved (see the module docstring).
-    """
-
-    prompt_ids: list[int]
-    chosen_ids: list[int]
-    rejected_ids: list[int]
-    prompt_tail: list[int]
 
 
 @dataclass(frozen=True)
@@ -90,67 +73,6 @@ class TokenizationReport:
         return self.num_pairs - self.num_dropped
 
 
-def common_prefix_length(ids: Sequence[Any], other: Sequence[Any]) -> int:
-    """Number of leading items the two sequences share."""
-    length = 0
-    for item, other_item in zip(ids, other, strict=False):
-        if item != other_item:
-            break
-        length += 1
-    return length
-
-
-def tokenize_pair(row: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase, where: str = "the row") -> TokenizedPair:
-    """Tokenises one preference row (explicit or implicit prompt, standard or conversational).
-
-    Args:
-        row: ``chosen``, ``rejected`` and, for an explicit prompt, ``prompt`` (a missing or None ``prompt`` means
-            implicit).
-        tokenizer: a tokenizer with an ``eos_token_id`` (and a chat template, for conversational rows).
-        where: how error messages name the row, e.g. ``"train dataset, row 7"``.
-
-    Returns:
-        The prompt and completion ids, and the prompt tokens lost to a boundary mismatch.
-
-    Raises:
-        PreferenceDataError: the fields mix formats, an implicit prompt cannot be found, the prompt tokenises to
-            nothing in common with the full sequences, or a completion is empty after tokenisation.
-    """
-    _check_eos(tokenizer)
-    prompt_ids, prompt_chosen_ids, prompt_rejected_ids = _full_sequences(row, tokenizer, where)
-    prompt_length = min(
-        common_prefix_length(prompt_ids, prompt_chosen_ids), common_prefix_length(prompt_ids, prompt_rejected_ids)
-    )
-    if prompt_length == 0:
-        raise PreferenceDataError(
-            f"{where}, field 'prompt': the tokenised prompt {prompt_ids} does not start the tokenised "
-            f"prompt+completion ({prompt_chosen_ids}), so no prompt is left to condition on"
-        )
-    return TokenizedPair(
-        prompt_ids=prompt_ids[:prompt_length],
-        chosen_ids=_completion_with_eos(prompt_chosen_ids[prompt_length:], tokenizer, f"{where}, field 'chosen'"),
-        rejected_ids=_completion_with_eos(prompt_rejected_ids[prompt_length:], tokenizer, f"{where}, field 'rejected'"),
-        prompt_tail=prompt_ids[prompt_length:],
-    )
-
-
-def tokenize_preference_row(
-    row: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase, where: str = "the row"
-) -> dict[str, list[int]]:
-    """Tokenises one preference row into TRL's ``prompt_ids``, ``chosen_ids`` and ``rejected_ids``.
-
-    Args:
-        row: as in :func:`tokenize_pair`.
-        tokenizer: as in :func:`tokenize_pair`.
-        where: how error messages name the row.
-
-    Returns:
-        ``{"prompt_ids", "chosen_ids", "rejected_ids"}``; each completion ends with ``tokenizer.eos_token_id``.
-    """
-    pair = tokenize_pair(row, tokenizer, where)
-    return {"prompt_ids": pair.prompt_ids, "chosen_ids": pair.chosen_ids, "rejected_ids": pair.rejected_ids}
-
-
 def tokenize_preference_dataset(
     dataset: Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -162,16 +84,26 @@ def tokenize_preference_dataset(
 ) -> Dataset:
     """Adds ``prompt_ids``, ``chosen_ids`` and ``rejected_ids`` to every row of a checked preference dataset.
 
+    Boundary mismatches and dropped pairs are each logged once (``tidpo.data`` logger, warning level).
+    Truncation itself is the collator's job.
+
     Args:
         dataset: rows with ``chosen``, ``rejected`` and optionally ``prompt``; other columns are kept.
         tokenizer: a tokenizer with an ``eos_token_id`` (and a chat template, for conversational rows).
-        max_length: pairs whose prompt alone has ``>= max_length`` tokens are dropped; None keeps every pair.
+        max_length: pairs whose prompt alone has ``>= max_length`` tokens are dropped (with keep-start truncation
+            they would keep no completion token); None keeps every pair.
         name: the dataset's name in messages.
-        weight_columns, allow_zero_weights: as in :func:`tokenize_preference_dataset_with_report`.
+        weight_columns: also check the ``chosen_weights`` / ``rejected_weights`` columns against the tokenised
+            responses and add them aligned with the ids (``chosen_token_weights``, ``rejected_token_weights``; the
+            rule: :mod:`tidpo.data.token_weights`). False: those columns, if any, are kept untouched and unchecked.
+        allow_zero_weights: allow rows whose weights are all 0 on the tokens that survive ``max_length``.
 
     Returns:
-        The tokenised dataset. :func:`tokenize_preference_dataset_with_report` also returns the counts that this
-        function only logs.
+        The dataset with the three id columns added (and the two token-weight columns).
+
+    Raises:
+        PreferenceDataError: a row cannot be tokenised, or breaks the weight-column rule (the message names it).
+        ValueError: ``max_length`` is not positive, or the tokenizer has no EOS.
     """
     return tokenize_preference_dataset_with_report(
         dataset, tokenizer, max_length, name, weight_columns=weight_columns, allow_zero_weights=allow_zero_weights
@@ -187,35 +119,43 @@ def tokenize_preference_dataset_with_report(
     weight_columns: bool = False,
     allow_zero_weights: bool = False,
 ) -> tuple[Dataset, TokenizationReport]:
-    """Tokenises a checked preference dataset (see :func:`tidpo.data.load_preference_data`).
+    """Tokenises a checked preference dataset (see :func:`tidpo.data.load_preference_data`), with the counts.
 
-    Boundary mismatches and dropped pairs are each logged once (``tidpo.data`` logger, warning level) and counted
-    in the report. Truncation itself is the collator's job.
-
-    Args:
-        dataset: rows with ``chosen``, ``rejected`` and optionally ``prompt``; other columns are kept.
-        tokenizer: a tokenizer with an ``eos_token_id`` (and a chat template, for conversational rows).
-        max_length: pairs whose prompt alone has ``>= max_length`` tokens are dropped (with keep-start truncation
-            they would keep no completion token); None keeps every pair.
-        name: the dataset's name in messages.
-        weight_columns: also check the ``chosen_weights`` / ``rejected_weights`` columns against the tokenised
-            responses and add them aligned with the ids (``chosen_token_weights``, ``rejected_token_weights``; the
-            rule: :mod:`tidpo.data.token_weights`). False: those columns, if any, are kept untouched and unchecked.
-        allow_zero_weights: allow rows whose weights are all 0 on the tokens that survive ``max_length``.
+    Takes the arguments of :func:`tokenize_preference_dataset`, and raises what it raises.
 
     Returns:
-        The dataset with the three id columns added (and the two token-weight columns), and the report.
-
-    Raises:
-        PreferenceDataError: a row cannot be tokenised, or breaks the weight-column rule (the message names it).
-        ValueError: ``max_length`` is not positive, or the tokenizer has no EOS.
+        The tokenised dataset, as :func:`tokenize_preference_dataset` returns it, and the report of what was done.
     """
-    _check_eos(tokenizer)
+    _check_arguments(dataset, tokenizer, max_length, name, weight_columns)
+    tokenized, mismatched = _tokenize_rows(dataset, tokenizer, name)
+    if weight_columns:  # before dropping pairs, so that rows keep their numbers in messages
+        tokenized = add_token_weight_columns(
+            tokenized, tokenizer.eos_token_id, max_length=max_length, allow_all_zero=allow_zero_weights, name=name
+        )
+    if mismatched:
+        _warn_boundary_mismatches(dataset, tokenizer, name, mismatched)
+    kept = tokenized if max_length is None else _drop_long_prompts(tokenized, max_length, name)
+    report = TokenizationReport(name, len(tokenized), len(mismatched), len(tokenized) - len(kept))
+    if report.num_dropped:
+        _warn_dropped(report, max_length)
+    return kept, report
+
+
+def _check_arguments(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int | None, name: str, weight_columns: bool
+) -> None:
+    """What can be refused before the (slow) tokenisation: no EOS, a bad ``max_length``, missing columns."""
+    check_eos(tokenizer)
     if max_length is not None and max_length < 1:
         raise ValueError(f"max_length must be a positive number of tokens or None, got {max_length}")
     if weight_columns:
-        check_weight_columns_present(dataset.column_names, name)  # before the (slow) tokenisation
+        check_weight_columns_present(dataset.column_names, name)
     _check_columns(dataset, tokenizer, name)
+
+
+def _tokenize_rows(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, name: str) -> tuple[Dataset, list[int]]:
+    """The dataset with the id columns and :data:`ROW_COLUMN` added, and the indices of the rows whose
+    tokenised prompt is not a prefix of the tokenised prompt+completion."""
     tokenized = dataset.map(
         _tokenize_example,
         with_indices=True,
@@ -223,35 +163,33 @@ def tokenize_preference_dataset_with_report(
         desc=f"Tokenizing {name} dataset",
     )
     mismatched = [index for index, cut in enumerate(tokenized[_CUT_COLUMN]) if cut]
-    tokenized = tokenized.remove_columns(_CUT_COLUMN)
-    if weight_columns:  # before dropping pairs, so that rows keep their numbers in messages
-        tokenized = add_token_weight_columns(
-            tokenized, tokenizer.eos_token_id, max_length=max_length, allow_all_zero=allow_zero_weights, name=name
-        )
-    if mismatched:
-        _warn_boundary_mismatches(dataset, tokenizer, name, mismatched)
-    kept = tokenized
-    if max_length is not None:
-        kept = tokenized.filter(
-            _prompt_fits,
-            input_columns="prompt_ids",
-            fn_kwargs={"max_length": max_length},
-            desc=f"Dropping {name} pairs whose prompt fills max_length",
-        )
-    report = TokenizationReport(name, len(tokenized), len(mismatched), len(tokenized) - len(kept))
-    if report.num_dropped:
-        logger.warning(
-            "%s dataset: dropped %d of %d pairs whose prompt alone has >= max_length=%d tokens (no completion token "
-            "would survive truncation).",
-            name,
-            report.num_dropped,
-            report.num_pairs,
-            max_length,
-        )
-    return kept, report
+    return tokenized.remove_columns(_CUT_COLUMN), mismatched
+
+
+def _drop_long_prompts(tokenized: Dataset, max_length: int, name: str) -> Dataset:
+    """The pairs whose prompt alone has fewer than ``max_length`` tokens."""
+    return tokenized.filter(
+        _prompt_fits,
+        input_columns="prompt_ids",
+        fn_kwargs={"max_length": max_length},
+        desc=f"Dropping {name} pairs whose prompt fills max_length",
+    )
+
+
+def _warn_dropped(report: TokenizationReport, max_length: int | None) -> None:
+    """One warning for the pairs :func:`_drop_long_prompts` left out."""
+    logger.warning(
+        "%s dataset: dropped %d of %d pairs whose prompt alone has >= max_length=%d tokens (no completion token "
+        "would survive truncation).",
+        report.name,
+        report.num_dropped,
+        report.num_pairs,
+        max_length,
+    )
 
 
 def _tokenize_example(row: dict[str, Any], index: int, tokenizer: PreTrainedTokenizerBase, name: str) -> dict:
+    """One row's id columns, its 1-based row number, and how many prompt tokens the boundary cut (``datasets.map``)."""
     pair = tokenize_pair(row, tokenizer, where=f"{name} dataset, row {index + 1}")
     return {
         "prompt_ids": pair.prompt_ids,
@@ -269,6 +207,7 @@ def _prompt_fits(prompt_ids: list[int], max_length: int) -> bool:
 def _warn_boundary_mismatches(
     dataset: Dataset, tokenizer: PreTrainedTokenizerBase, name: str, mismatched: list[int]
 ) -> None:
+    """One warning for every pair whose prompt boundary moved, with the first one's lost prompt tokens."""
     example = mismatched[0]
     tail = tokenize_pair(dataset[example], tokenizer).prompt_tail
     logger.warning(
@@ -283,74 +222,6 @@ def _warn_boundary_mismatches(
         example + 1,
         tokenizer.decode(tail),
     )
-
-
-def _full_sequences(
-    row: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase, where: str
-) -> tuple[list[int], list[int], list[int]]:
-    """Token ids of the prompt alone, of prompt + chosen and of prompt + rejected."""
-    prompt, chosen, rejected = row.get("prompt"), row["chosen"], row["rejected"]
-    present = [value for value in (prompt, chosen, rejected) if value is not None]
-    if not (all(isinstance(value, str) for value in present) or all(isinstance(value, list) for value in present)):
-        found = {field: type(row.get(field)).__name__ for field in ("prompt", "chosen", "rejected")}
-        raise PreferenceDataError(
-            f"{where}: expected prompt, chosen and rejected to be all strings (standard format) or all lists of "
-            f"messages (conversational format), got {found}"
-        )
-    if prompt is not None:
-        return _explicit_sequences(prompt, chosen, rejected, tokenizer)
-    if isinstance(chosen, list):
-        return _implicit_chat_sequences(chosen, rejected, tokenizer, where)
-    return _implicit_text_sequences(chosen, rejected, tokenizer, where)
-
-
-def _explicit_sequences(
-    prompt: str | list, chosen: str | list, rejected: str | list, tokenizer: PreTrainedTokenizerBase
-) -> tuple[list[int], list[int], list[int]]:
-    if isinstance(prompt, str):
-        return (
-            _encode_text(prompt, tokenizer),
-            _encode_text(prompt + chosen, tokenizer),
-            _encode_text(prompt + rejected, tokenizer),
-        )
-    return (
-        _encode_chat(prompt, tokenizer, add_generation_prompt=True),
-        _encode_chat(prompt + chosen, tokenizer),
-        _encode_chat(prompt + rejected, tokenizer),
-    )
-
-
-def _implicit_text_sequences(
-    chosen: str, rejected: str, tokenizer: PreTrainedTokenizerBase, where: str
-) -> tuple[list[int], list[int], list[int]]:
-    chosen_ids, rejected_ids = _encode_text(chosen, tokenizer), _encode_text(rejected, tokenizer)
-    shared = common_prefix_length(chosen_ids, rejected_ids)
-    _check_implicit_split(shared, len(chosen_ids), len(rejected_ids), "tokens", where)
-    return chosen_ids[:shared], chosen_ids, rejected_ids
-
-
-def _implicit_chat_sequences(
-    chosen: list, rejected: list, tokenizer: PreTrainedTokenizerBase, where: str
-) -> tuple[list[int], list[int], list[int]]:
-    shared = common_prefix_length(chosen, rejected)
-    _check_implicit_split(shared, len(chosen), len(rejected), "messages", where)
-    return _explicit_sequences(chosen[:shared], chosen[shared:], rejected[shared:], tokenizer)
-
-
-def _check_implicit_split(shared: int, chosen_length: int, rejected_length: int, unit: str, where: str) -> None:
-    """Raises unless chosen and rejected share a non-empty start and both go on past it."""
-    if shared == 0:
-        raise PreferenceDataError(
-            f"{where}, fields 'chosen'/'rejected': implicit prompt, but chosen and rejected share no leading {unit}, "
-            "so there is no prompt; give a 'prompt' column"
-        )
-    if shared == chosen_length or shared == rejected_length:
-        relation = "are identical" if chosen_length == rejected_length else "are such that one is a prefix of the other"
-        raise PreferenceDataError(
-            f"{where}, fields 'chosen'/'rejected': implicit prompt, but chosen and rejected {relation} "
-            f"({chosen_length} and {rejected_length} {unit}, {shared} shared), so one has no response after the "
-            "shared prompt"
-        )
 
 
 _USED_COLUMNS = ("prompt", "chosen", "rejected", "chosen_weights", "rejected_weights")
@@ -374,45 +245,4 @@ def _check_columns(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, name: s
         raise PreferenceDataError(
             f"{name} dataset: the rows are conversational (lists of messages), but the tokenizer has no chat "
             "template: use a chat model's tokenizer, set tokenizer.chat_template, or give the data as plain strings"
-        )
-
-
-def _encode_text(text: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    return list(tokenizer(text)["input_ids"])
-
-
-def _encode_chat(messages: list, tokenizer: PreTrainedTokenizerBase, add_generation_prompt: bool = False) -> list[int]:
-    encoded = tokenizer.apply_chat_template(
-        messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
-    )
-    return list(encoded["input_ids"])
-
-
-def _completion_with_eos(ids: list[int], tokenizer: PreTrainedTokenizerBase, where: str) -> list[int]:
-    """The completion's tokens ending with exactly one EOS (the rule is in the module docstring)."""
-    content = _before_final_eos(ids, tokenizer)
-    if not content:
-        raise PreferenceDataError(
-            f"{where}: expected a completion with at least one token before its EOS, got {ids} after tokenisation "
-            f"({tokenizer.decode(ids)!r})"
-        )
-    return content + [tokenizer.eos_token_id]
-
-
-def _before_final_eos(ids: list[int], tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """``ids`` without its last EOS when only whitespace tokens follow that EOS; otherwise ``ids`` unchanged."""
-    eos = tokenizer.eos_token_id
-    if eos not in ids:
-        return ids
-    last = len(ids) - 1 - ids[::-1].index(eos)
-    if all(not tokenizer.decode([token]).strip() for token in ids[last + 1 :]):
-        return ids[:last]
-    return ids
-
-
-def _check_eos(tokenizer: PreTrainedTokenizerBase) -> None:
-    if tokenizer.eos_token_id is None:
-        raise ValueError(
-            "the tokenizer has no eos_token_id; TI-DPO reads each response's final EOS, so set tokenizer.eos_token "
-            "(for chat models, the token that ends an assistant turn)"
         )
