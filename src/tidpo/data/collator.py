@@ -63,25 +63,8 @@ class PreferenceCollator:
             ValueError: no examples, an empty prompt, a row that keeps no completion token after truncation, or
                 token weights whose count is not the response's.
         """
-        if not examples:
-            raise ValueError("PreferenceCollator: got an empty list of examples")
-        prompts = [list(example["prompt_ids"]) for example in examples]
-        if any(not prompt for prompt in prompts):
-            raise ValueError("PreferenceCollator: an example has empty prompt_ids; the anchor sampler needs a prompt")
-        weighted = all(key in examples[0] for key in TOKEN_WEIGHT_COLUMNS)
-        rows, completion_masks, weights = [], [], []
-        # all chosen rows first, then all rejected rows (TRL's order)
-        for key, weight_key in zip(("chosen_ids", "rejected_ids"), TOKEN_WEIGHT_COLUMNS, strict=True):
-            for index, (prompt, example) in enumerate(zip(prompts, examples, strict=True)):
-                completion = list(example[key])
-                rows.append(prompt + completion)
-                completion_masks.append([0] * len(prompt) + [1] * len(completion))
-                if weighted:
-                    weights.append([0.0] * len(prompt) + self._token_weights(example, weight_key, completion, index))
-        if self.max_length is not None:
-            rows = [row[: self.max_length] for row in rows]
-            completion_masks = [mask[: self.max_length] for mask in completion_masks]
-            weights = [row[: self.max_length] for row in weights]
+        prompts = self._prompts(examples)
+        rows, completion_masks, weights = self._rows(prompts, examples)
         # Every row keeps a completion token, so every prompt survives truncation whole.
         self._check_completions_survive(completion_masks)
         batch = {
@@ -91,19 +74,62 @@ class PreferenceCollator:
             "prompt_input_ids": self._pad(prompts, self.pad_token_id, left=True),
             "prompt_attention_mask": self._pad([[1] * len(prompt) for prompt in prompts], 0, left=True),
         }
-        for key in REF_LOGP_KEYS:
-            if key in examples[0]:
-                batch[key] = torch.tensor([float(example[key]) for example in examples], dtype=torch.float32)
-        if all(key in examples[0] for key in REF_TOKEN_KEYS):
-            batch["ref_token_logps"] = self._ref_token_frame(examples, batch["completion_mask"])
-        if weighted:
-            batch["token_weights"] = self._pad(weights, 0.0, left=False, dtype=torch.float32)
-        if all("tidpo_row" in example for example in examples):  # the pairs' rows in the data, for messages
-            batch["tidpo_row"] = torch.tensor([int(example["tidpo_row"]) for example in examples])
+        batch.update(self._extras(examples, batch["completion_mask"], weights))
         return batch
 
     @staticmethod
+    def _prompts(examples: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+        """Each example's ``prompt_ids``; no examples, or an empty prompt, is an error."""
+        if not examples:
+            raise ValueError("PreferenceCollator: got an empty list of examples")
+        prompts = [list(example["prompt_ids"]) for example in examples]
+        if any(not prompt for prompt in prompts):
+            raise ValueError("PreferenceCollator: an example has empty prompt_ids; the anchor sampler needs a prompt")
+        return prompts
+
+    def _rows(
+        self, prompts: list[list[int]], examples: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[list[int]], list[list[int]], list[list[float]] | None]:
+        """The 2B prompt + completion rows (all chosen rows first, then all rejected rows: TRL's order), their
+        completion masks and, when the first example has token weights, their weights (0 on the prompt); each cut
+        to ``max_length``."""
+        weighted = all(key in examples[0] for key in TOKEN_WEIGHT_COLUMNS)
+        rows, completion_masks, weights = [], [], []
+        for key, weight_key in zip(("chosen_ids", "rejected_ids"), TOKEN_WEIGHT_COLUMNS, strict=True):
+            for index, (prompt, example) in enumerate(zip(prompts, examples, strict=True)):
+                completion = list(example[key])
+                rows.append(prompt + completion)
+                completion_masks.append([0] * len(prompt) + [1] * len(completion))
+                if weighted:
+                    weights.append([0.0] * len(prompt) + self._token_weights(example, weight_key, completion, index))
+        return self._truncate(rows), self._truncate(completion_masks), self._truncate(weights) if weighted else None
+
+    def _truncate(self, sequences: list[list]) -> list[list]:
+        """Each sequence's first ``max_length`` items (keep-start), or all of them without ``max_length``."""
+        if self.max_length is None:
+            return sequences
+        return [sequence[: self.max_length] for sequence in sequences]
+
+    def _extras(
+        self, examples: Sequence[Mapping[str, Any]], completion_mask: Tensor, weights: list[list[float]] | None
+    ) -> dict[str, Tensor]:
+        """The optional entries: reference log-probs, per-token reference log-probs, token weights and row numbers,
+        each when the examples carry it."""
+        extras = {}
+        for key in REF_LOGP_KEYS:
+            if key in examples[0]:
+                extras[key] = torch.tensor([float(example[key]) for example in examples], dtype=torch.float32)
+        if all(key in examples[0] for key in REF_TOKEN_KEYS):
+            extras["ref_token_logps"] = self._ref_token_frame(examples, completion_mask)
+        if weights is not None:
+            extras["token_weights"] = self._pad(weights, 0.0, left=False, dtype=torch.float32)
+        if all("tidpo_row" in example for example in examples):  # the pairs' rows in the data, for messages
+            extras["tidpo_row"] = torch.tensor([int(example["tidpo_row"]) for example in examples])
+        return extras
+
+    @staticmethod
     def _token_weights(example: Mapping[str, Any], key: str, completion: list[int], index: int) -> list[float]:
+        """The example's weights for one response, one per completion token; another count is an error."""
         values = example[key]
         if values is None or len(values) != len(completion):
             found = "no" if values is None else len(values)
@@ -131,6 +157,7 @@ class PreferenceCollator:
         return frame
 
     def _check_completions_survive(self, completion_masks: list[list[int]]) -> None:
+        """Raises unless every row keeps at least one completion token after truncation."""
         if any(not any(mask) for mask in completion_masks):
             raise ValueError(
                 f"PreferenceCollator: a row keeps no completion token (its completion is empty, or its prompt fills "
