@@ -91,17 +91,35 @@ def response_token_weights(
         PreferenceDataError: the value breaks the rule or a check (module docstring).
     """
     where = f"{where}, field '{field}'"
+    _check_is_list(values, where)
+    count = _response_token_count(response_ids, eos_token_id, where)
+    _check_entries(values, count, where)
+    if not allow_all_zero:
+        _check_some_kept_weight(values, count, kept_tokens, where)
+    return [float(value) for value in values] + [0.0]
+
+
+def _check_is_list(values: Any, where: str) -> None:
+    """The column's value is a list (or tuple) at all."""
     if not isinstance(values, (list, tuple)):
         found = "nothing (None)" if values is None else f"a {type(values).__name__} ({values!r:.60})"
         raise PreferenceDataError(
             f"{where}: expected a list of non-negative numbers, one per response token ({_RULE}), got {found}"
         )
+
+
+def _response_token_count(response_ids: Sequence[int], eos_token_id: int, where: str) -> int:
+    """The response's tokens without its final EOS; a response that does not end with the EOS is an error."""
     if not response_ids or response_ids[-1] != eos_token_id:
         raise PreferenceDataError(
             f"{where}: the tokenised response {list(response_ids)} does not end with the EOS (id {eos_token_id}); "
             "tokenise the pairs with tidpo.data.tokenize_preference_dataset"
         )
-    count = len(response_ids) - 1
+    return len(response_ids) - 1
+
+
+def _check_entries(values: Sequence[Any], count: int, where: str) -> None:
+    """One entry per response token, each a finite, non-negative real number (``bool`` refused)."""
     if len(values) != count:
         raise PreferenceDataError(f"{where}: {len(values)} weights for {count} response tokens ({_RULE})")
     for index, value in enumerate(values):
@@ -111,15 +129,18 @@ def response_token_weights(
             raise PreferenceDataError(f"{where}: entry {index} is {value}; weights must be finite")
         if value < 0:
             raise PreferenceDataError(f"{where}: entry {index} is {value}; weights must be non-negative")
+
+
+def _check_some_kept_weight(values: Sequence[float], count: int, kept_tokens: int | None, where: str) -> None:
+    """Some weight on the tokens that survive ``max_length`` is not 0 (when any survive)."""
     kept = count if kept_tokens is None else min(count, max(kept_tokens, 0))
-    if not allow_all_zero and kept > 0 and not any(values[:kept]):
+    if kept > 0 and not any(values[:kept]):
         cut = "" if kept == count else f" (the first {kept}, which survive max_length)"
         raise PreferenceDataError(
             f"{where}: all {kept} weights of the kept response tokens{cut} are 0, so the response would get no "
             "weight; only importance='columns' with importance_mix < 1 allows that (the Gaussian prior then gives "
             "the row its weights)"
         )
-    return [float(value) for value in values] + [0.0]
 
 
 def add_token_weight_columns(
@@ -150,12 +171,7 @@ def add_token_weight_columns(
     return dataset.map(
         _weights_example,
         with_indices=True,
-        fn_kwargs={
-            "eos_token_id": eos_token_id,
-            "max_length": max_length,
-            "allow_all_zero": allow_all_zero,
-            "name": name,
-        },
+        fn_kwargs=dict(eos_token_id=eos_token_id, max_length=max_length, allow_all_zero=allow_all_zero, name=name),
         desc=f"Checking {name} token weights",
     )
 
@@ -163,6 +179,7 @@ def add_token_weight_columns(
 def _weights_example(
     row: dict[str, Any], index: int, eos_token_id: int, max_length: int | None, allow_all_zero: bool, name: str
 ) -> dict[str, list[float]]:
+    """One row's checked weights for both responses (``datasets.map``)."""
     # 0 kept tokens: the pair is dropped (its prompt fills max_length), but its weights are still checked
     kept = None if max_length is None else max(max_length - len(row["prompt_ids"]), 0)
     return {
