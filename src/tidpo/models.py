@@ -150,3 +150,31 @@ def load_pretrained_tokenizer(name_or_path: str, trust_remote_code: bool = False
         if is_local_model(source):
             raise
         raise hub_failure("tokenizer", name_or_path, err, "a local folder or a built-in model") from err
+
+
+def load_models(model, ref_model, tokenizer, init_kwargs: dict, trust_remote_code: bool = False):
+    """The trainer's ``model``, ``ref_model`` and tokenizer: a name or a folder is loaded (the reference with the
+    policy's ``init_kwargs``: dtype, attention, remote code), the tokenizer from the policy's name when not given;
+    the tokenizer must have an EOS (it ends every response) and pads with it when it has no pad token."""
+    if isinstance(model, str):
+        tokenizer = tokenizer or load_pretrained_tokenizer(model, trust_remote_code=trust_remote_code)
+        model = load_pretrained_causal_lm(model, **init_kwargs)
+    if isinstance(ref_model, str):
+        ref_model = load_pretrained_causal_lm(ref_model, **init_kwargs)
+    if tokenizer is None:
+        raise ValueError("processing_class (the tokenizer) is required when model is not a path")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos_token; TI-DPO needs one to end every response")
+    return model, ref_model, tokenizer
+
+
+def source_name(source) -> str:
+    """A model's or dataset's name for the model card: the string given, a model's ``name_or_path``, or the type."""
+    if isinstance(source, str):
+        return source
+    from tidpo.training.outputs import portable_base
+
+    name = getattr(getattr(source, "config", None), "_name_or_path", None)
+    return portable_base(name) if name else f"<{type(source).__name__}>"

@@ -35,7 +35,7 @@ def main() -> None:
     from tests.tiny import make_model, make_tokenizer
     from tests.training.helpers import sentiment_pairs
     from tidpo import TIDPOConfig, TIDPOTrainer
-    from tidpo.training.trainer import NonFiniteError
+    from tidpo.training.nonfinite import NonFiniteError
 
     rank = int(os.environ.get("RANK", "0"))
 

@@ -9,7 +9,7 @@ from datasets import Dataset
 from tests.tiny import make_model
 from tests.training.helpers import config, varied_pairs
 from tidpo import TIDPOTrainer
-from tidpo.training.trainer import LongestFirstSampler, pair_lengths
+from tidpo.data.sampling import LongestFirstSampler, pair_lengths
 
 
 def test_pair_lengths_and_order_by_hand():

@@ -11,7 +11,7 @@ import torch
 from tests.tiny import make_model
 from tests.training.helpers import collated_batch, config, param_snapshot, sentiment_pairs
 from tidpo import TIDPOTrainer
-from tidpo.training.trainer import NonFiniteError
+from tidpo.training.nonfinite import NonFiniteError
 
 
 def _trainer(tokenizer, tmp_path, steps: int = 2, **overrides) -> TIDPOTrainer:

@@ -1,7 +1,6 @@
 """Token importance for TI-DPO (arXiv 2505.19653v3, Eqs. 5–8): gradient attribution, Gaussian prior, hybrid weights."""
 
 from tidpo.importance.attribution import (
-    ATTRIBUTION_TARGETS,
     attribution_target,
     embedding_attributions,
     response_logp_target,
@@ -9,6 +8,7 @@ from tidpo.importance.attribution import (
     target_attributions,
 )
 from tidpo.importance.prior import gaussian_prior
+from tidpo.importance.targets import ATTRIBUTION_TARGETS, TARGETS, attribution_target_spec
 from tidpo.importance.weights import (
     ESTIMATORS,
     NORMS,
@@ -24,7 +24,9 @@ __all__ = [
     "ESTIMATORS",
     "NORMS",
     "SPANS",
+    "TARGETS",
     "attribution_target",
+    "attribution_target_spec",
     "embedding_attributions",
     "gaussian_prior",
     "hybrid_token_weights",

@@ -7,7 +7,8 @@
 Only ``torch.autograd.grad`` with the embeddings as the sole input is used: it never writes a parameter's
 ``.grad`` (so it is safe in the middle of gradient accumulation) and returns a constant.
 
-Beyond the paper, ``attribution_target="response_logp"`` replaces the target by the log-probability of the
+The targets are a table (:mod:`tidpo.importance.targets`, one module each). Beyond the paper,
+``attribution_target="response_logp"`` replaces the target by the log-probability of the
 response's own tokens, ``L_target = Σ_{t ∈ response} log π_θ(x_t | x_<t)`` (:func:`response_logp_target`); Eq. 6
 is unchanged. The paper's target is computed at the EOS position from the EOS's own hidden state, so the EOS
 embedding takes about half of ``ΣI`` on SmolLM2 (docs/results.md); the response log-prob spreads the target
@@ -27,8 +28,6 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-
-ATTRIBUTION_TARGETS = ("max_logit", "response_logp")
 
 
 def last_token_index(attention_mask: Tensor) -> Tensor:

@@ -15,9 +15,11 @@ Deviation (the authors' code, ``weight_span="sequence"``): the weights are norma
 the response slice is kept *as it is*, so its weights need not average 1 and the chosen and rejected rows of a
 pair generally carry different totals.
 
-Which estimator needs what is one table, :data:`ESTIMATORS`; ``uniform`` and ``random`` have no span, prior or
-scores: they are all 1 (plain DPO weighting) or uniform noise on the response, normalised there. ``columns_raw``
-has none either: the dataset's per-token values are the weights as they are (zero off the response).
+Which estimator needs what is one table, :data:`ESTIMATORS`, one module per estimator in
+:mod:`tidpo.importance.estimators` (the entry: :class:`tidpo.importance.estimator.Estimator`). ``uniform`` and
+``random`` have no span, prior or scores (kind ``"response"``): they are all 1 (plain DPO weighting) or uniform noise
+on the response, normalised there. ``columns_raw`` (kind ``"given"``) has none either: the dataset's per-token
+values are the weights as they are (zero off the response).
 
 The dataset's values (``columns`` and ``columns_raw``) come from its ``chosen_weights`` / ``rejected_weights``
 columns, one number per response token without the final EOS (the rule and its checks:
@@ -28,68 +30,38 @@ in the token frame, 0 on the prompt and padding (``PreferenceCollator``'s ``batc
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from tidpo.importance.estimator import Estimator, EstimatorInputs, from_callable
+from tidpo.importance.estimators import ESTIMATORS
 from tidpo.importance.prior import gaussian_prior
 
-
-@dataclass(frozen=True)
-class EstimatorSpec:
-    """How an estimator builds raw weights: ``scores`` is ``"attribution"`` (Eqs. 5–6), ``"callable"`` (a user
-    function), ``"columns"`` (the dataset's per-token values as ``I``), ``"none"`` (the prior alone), ``"ones"``
-    (uniform), ``"noise"`` (random) or ``"given"`` (the dataset's per-token values are the weights); ``mix`` is
-    the ``λ`` it fixes (None: the caller's ``importance_mix``). Only ``"attribution"``, ``"callable"``,
-    ``"columns"`` and ``"none"`` go through the span, the prior and Eq. 8."""
-
-    scores: str
-    mix: float | None = None
-
-    @property
-    def hybrid(self) -> bool:
-        return self.scores in ("attribution", "callable", "columns", "none")
-
-    @property
-    def reads_columns(self) -> bool:
-        """Whether the estimator reads the dataset's ``chosen_weights`` / ``rejected_weights`` columns."""
-        return self.scores in ("columns", "given")
-
-
-ESTIMATORS: dict[str, EstimatorSpec] = {
-    "hybrid": EstimatorSpec("attribution"),  # Eq. 8 with λ = importance_mix
-    "gradient": EstimatorSpec("attribution", mix=1.0),  # ablation "no prior"
-    "prior": EstimatorSpec("none", mix=0.0),  # ablation "prior only"
-    "uniform": EstimatorSpec("ones"),  # plain DPO weighting
-    "random": EstimatorSpec("noise"),  # ablation "random weights"
-    "columns": EstimatorSpec("columns"),  # Eq. 8 with the dataset's per-token scores as I, λ = importance_mix
-    "columns_raw": EstimatorSpec("given"),  # the dataset's per-token values are the weights, as they are
-}
-CUSTOM = EstimatorSpec("callable")
 SPANS = ("response", "sequence")
 NORMS = ("mean", "sum")
 # A user estimator maps (input_ids, attention_mask, completion_mask) -> (B, L) non-negative raw scores, used in
 # place of the gradient attribution I (and mixed with the prior by λ like it).
-Estimator = Callable[[Tensor, Tensor, Tensor], Tensor]
+EstimatorFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
-def estimator_spec(estimator: str | Estimator) -> EstimatorSpec:
-    """The table entry of ``estimator`` (a name of :data:`ESTIMATORS`, or a callable)."""
+def estimator_spec(estimator: str | EstimatorFn | Estimator) -> Estimator:
+    """The table entry of ``estimator`` (a name of :data:`ESTIMATORS`, a callable, or an entry itself)."""
+    if isinstance(estimator, Estimator):
+        return estimator
     if callable(estimator):
-        return CUSTOM
+        return from_callable(estimator)
     if estimator not in ESTIMATORS:
         raise ValueError(f"importance must be one of {tuple(ESTIMATORS)} or a callable, got {estimator!r}")
     return ESTIMATORS[estimator]
 
 
-def needs_attribution(estimator: str | Estimator, mix: float) -> bool:
+def needs_attribution(estimator: str | EstimatorFn, mix: float) -> bool:
     """Whether ``estimator`` with ``λ = mix`` uses the gradient attribution (a backward to the embeddings)."""
-    spec = estimator_spec(estimator)
-    return spec.scores == "attribution" and (spec.mix if spec.mix is not None else mix) > 0
+    return estimator_spec(estimator).uses_attribution(mix)
 
 
-def needs_weight_columns(estimator: str | Estimator) -> bool:
+def needs_weight_columns(estimator: str | EstimatorFn) -> bool:
     """Whether ``estimator`` reads the dataset's ``chosen_weights`` / ``rejected_weights`` columns (``columns``
     and ``columns_raw``, whatever ``λ``)."""
     return estimator_spec(estimator).reads_columns
@@ -141,56 +113,8 @@ def weight_span_mask(span: str, completion_mask: Tensor, attention_mask: Tensor 
     return attention_mask.bool()
 
 
-def _check_scores(scores: Tensor, like: Tensor, what: str) -> Tensor:
-    if scores.shape != like.shape:
-        raise ValueError(f"{what} must have shape {tuple(like.shape)}, got {tuple(scores.shape)}")
-    if not torch.isfinite(scores).all():
-        raise FloatingPointError(f"{what} contain NaN or Inf; refusing to build token weights from them")
-    if (scores < 0).any():
-        raise ValueError(f"{what} must be non-negative")
-    return scores.float()
-
-
-def _column_values(column_weights: Tensor | None, completion_mask: Tensor, estimator: str) -> Tensor:
-    """The dataset's per-token values ``(B, L)``, checked, on the response tokens only (0 on prompt and padding)."""
-    if column_weights is None:
-        raise ValueError(
-            f"importance={estimator!r} needs column_weights: the (B, L) per-token values of the dataset's "
-            "chosen_weights / rejected_weights columns, in the token frame (PreferenceCollator puts them in "
-            "batch['token_weights'] when the dataset was tokenised with weight_columns=True)"
-        )
-    return _check_scores(column_weights, completion_mask, "column weights") * completion_mask.bool()
-
-
-def _check_no_zero_rows(values: Tensor, response: Tensor, why: str) -> None:
-    """Raises when a row with response tokens has values that are all 0 on them."""
-    zero = response.any(-1) & ((values * response).sum(-1) == 0)
-    if zero.any():
-        rows = zero.nonzero().flatten().tolist()
-        raise ValueError(f"rows {rows} of the batch: the column weights are all 0 on the response tokens; {why}")
-
-
-def _scores(spec, estimator, mix, attributions, input_ids, attention_mask, completion_mask, column_weights) -> Tensor:
-    """The raw scores ``I`` ``(B, L)`` of Eq. 8 for a hybrid estimator (zeros when ``λ = 0``)."""
-    if spec.scores == "columns":
-        scores = _column_values(column_weights, completion_mask, estimator)
-        if mix == 1.0:
-            _check_no_zero_rows(
-                scores, completion_mask.bool(), "importance='columns' with λ = 1 has no prior to fall back on"
-            )
-        return scores
-    if spec.scores == "callable":
-        scores = estimator(input_ids, attention_mask, completion_mask)
-        return _check_scores(scores, completion_mask, "estimator scores")
-    if spec.scores == "attribution" and mix > 0:
-        if attributions is None:
-            raise ValueError(f"importance={estimator!r} with λ={mix} needs gradient attributions")
-        return _check_scores(attributions, completion_mask, "attributions")
-    return torch.zeros(completion_mask.shape, device=completion_mask.device)
-
-
 def token_weights(
-    estimator: str | Estimator,
+    estimator: str | EstimatorFn | Estimator,
     completion_mask: Tensor,
     *,
     attributions: Tensor | None = None,
@@ -202,6 +126,8 @@ def token_weights(
     norm: str = "mean",
     generator: torch.Generator | None = None,
     column_weights: Tensor | None = None,
+    policy_logps: Tensor | None = None,
+    ref_logps: Tensor | None = None,
 ) -> Tensor:
     """Per-token weights ``w`` for Eqs. 9–10, zero off the response, in the token frame.
 
@@ -218,6 +144,8 @@ def token_weights(
         norm: ``"mean"`` or ``"sum"`` over the span. generator: for ``"random"``.
         column_weights: ``(B, L)`` the dataset's per-token values (≥ 0, finite; only the response's entries are
             read), for ``"columns"`` and ``"columns_raw"``.
+        policy_logps, ref_logps: ``(B, L)`` per-token log-probs of the policy and the reference, for estimators
+            that read them (no gradient flows through them).
 
     Returns:
         ``(B, L)`` float32, ≥ 0.
@@ -228,21 +156,27 @@ def token_weights(
         FloatingPointError: scores with NaN or Inf.
     """
     spec = estimator_spec(estimator)
+    mix = spec.effective_mix(mix)
+    x = EstimatorInputs(
+        completion_mask,
+        mix,
+        attributions,
+        policy_logps,
+        ref_logps,
+        column_weights,
+        input_ids,
+        attention_mask,
+        generator,
+    )
+    if spec.kind == "given":  # the estimator's values are the weights, on the response
+        return spec.scores(x)
     response = completion_mask.bool()
-    if spec.scores == "given":  # columns_raw: the dataset's weights as they are, on the response
-        weights = _column_values(column_weights, completion_mask, estimator)
-        _check_no_zero_rows(weights, response, "importance='columns_raw' would give that response no weight at all")
-        return weights
-    if not spec.hybrid:  # uniform / random: on the response alone
-        ones = spec.scores == "ones"
-        raw = response.float() if ones else torch.rand(response.shape, generator=generator, device=response.device)
-        return normalize_weights(raw, response, norm)
-    mix = spec.mix if spec.mix is not None else mix
+    if spec.kind == "response":  # on the response alone: no span, no prior
+        return normalize_weights(spec.scores(x), response, norm)
     if not 0.0 <= mix <= 1.0:
         raise ValueError(f"importance_mix (λ) must be in [0, 1], got {mix}")
     span_mask = weight_span_mask(span, response, attention_mask)  # span
-    scores = _scores(
-        spec, estimator, mix, attributions, input_ids, attention_mask, completion_mask, column_weights
-    )  # scores
+    no_scores = "attributions" in spec.needs and mix == 0
+    scores = torch.zeros(completion_mask.shape, device=completion_mask.device) if no_scores else spec.scores(x)
     weights = hybrid_token_weights(scores, span_mask, gaussian_prior(span_mask, sigma_div), mix)  # Eq. (8)
     return normalize_weights(weights, span_mask, norm) * response  # normalise over the span, keep the response

@@ -4,20 +4,21 @@
 ``z = Δr − α · (SeqKL(x, y_l) − SeqKL(x, y_w))`` and ``L = −log σ(β z)``.
 
 Deviation: the KL term is not in the paper's equations; it is the authors' final setting (TDPO2 form, α = 0.5,
-Zeng et al., arXiv 2404.11999). :func:`tdpo_kl_term` owns the choice of ``kl_mode``:
+Zeng et al., arXiv 2404.11999). :func:`tidpo.losses.kl_modes.tdpo_kl_term` owns the choice of ``kl_mode`` (a
+table, one row per mode):
 ``tdpo2``: ``α = kl_weight`` and the chosen SeqKL detached (stop-gradient); ``tdpo1``: ``α = 1``, no detach;
 ``none``: no term (the paper's literal Eq. 12). With all weights 1 and no KL term this is DPO (Eq. 3).
 """
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tidpo.losses.kl_modes import KL_MODES, tdpo_kl_term
 from tidpo.ops import masked_sum
 
-KL_MODES = ("tdpo2", "tdpo1", "none")
+__all__ = ["KL_MODES", "tdpo_kl_term"]  # defined in tidpo.losses.kl_modes, named here as before
 
 
 def weighted_logratio(policy_per_token_logps: Tensor, ref_per_token_logps: Tensor, token_weights: Tensor) -> Tensor:
@@ -65,32 +66,6 @@ def preference_loss(
     if kl_weight != 0.0 and (chosen_kl is None or rejected_kl is None):
         raise ValueError("kl_weight != 0 needs chosen_kl and rejected_kl")
     return ti_dpo_base_loss(chosen_logratio, rejected_logratio, beta, chosen_kl, rejected_kl, "tdpo1", kl_weight)
-
-
-def tdpo_kl_term(
-    chosen_seq_kl: Tensor | None, rejected_seq_kl: Tensor | None, kl_mode: str, kl_weight: float
-) -> Tensor:
-    """``α · (SeqKL(x, y_l) − SeqKL(x, y_w))`` per pair, the amount subtracted from ``Δr`` (docs/method.md §3).
-
-    ``kl_mode="tdpo2"``: ``α = kl_weight`` and ``sg[SeqKL(x, y_w)]`` (no gradient through the chosen side);
-    ``"tdpo1"``: ``α = kl_weight`` (1 in TDPO1), both sides differentiable; ``"none"``: 0 (the SeqKLs may be None).
-
-    Args:
-        chosen_seq_kl, rejected_seq_kl: ``(B,)`` sequential KLs of the chosen and rejected responses.
-        kl_mode: one of :data:`KL_MODES`. kl_weight: ``α``.
-
-    Returns:
-        ``(B,)``, or a 0-d zero for ``"none"``.
-    """
-    if kl_mode not in KL_MODES:
-        raise ValueError(f"kl_mode must be one of {KL_MODES}, got {kl_mode!r}")
-    if kl_mode == "none" or kl_weight == 0.0:
-        return torch.zeros(())
-    if chosen_seq_kl is None or rejected_seq_kl is None:
-        raise ValueError(f"kl_mode={kl_mode!r} with kl_weight={kl_weight} needs both sequential KLs")
-    if kl_mode == "tdpo2":
-        chosen_seq_kl = chosen_seq_kl.detach()  # TDPO2: sg[SeqKL(x, y_w)]
-    return kl_weight * (rejected_seq_kl - chosen_seq_kl)
 
 
 def ti_dpo_base_loss(

@@ -18,12 +18,13 @@ The anchors' tokens are then scored by both models with gradient through the pol
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from tidpo.losses import TripletOutput, triplet_loss
 from tidpo.ops import left_align, move_to_frame
@@ -48,9 +49,42 @@ def _until_first_eos(generated: Tensor, eos_token_id: int) -> Tensor:
     return eos_before == 0
 
 
+def anchor_generation_config(args, tokenizer) -> GenerationConfig:
+    """Anchor sampling (docs/method.md §4): top-k, top-p, temperature, at most ``anchor_max_new_tokens``, KV-cached."""
+    sampling = {key: getattr(args, f"anchor_{key}") for key in ("temperature", "top_k", "top_p", "max_new_tokens")}
+    ids = {"eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    return GenerationConfig(do_sample=True, use_cache=True, **sampling, **ids)
+
+
+class FiniteLogitsCheck(LogitsProcessor):
+    """Runs before each anchor token is drawn: a row whose scores make no distribution (a NaN, a +Inf, or nothing
+    above -Inf; top-k and top-p set -Inf on purpose) is noted in :attr:`seen` and ends its anchor there with the
+    EOS, so the draw finishes and the step reports ``anchor_logits`` to the update guard, which drops or refuses
+    the update (the anchors are never used). Draws from finite scores are untouched (no random number is taken
+    here), and nothing is read back to the host per token."""
+
+    def __init__(self, eos_token_id: int):
+        self.eos_token_id = eos_token_id
+        self.seen: Tensor | None = None  # 0-d bool: some row's scores were not a distribution
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        bad = torch.isnan(scores).any(-1) | torch.isposinf(scores).any(-1) | torch.isneginf(scores).all(-1)
+        self.seen = bad.any() if self.seen is None else self.seen | bad.any()
+        eos_only = torch.full_like(scores, -math.inf)
+        eos_only[:, self.eos_token_id] = 0.0
+        return torch.where(bad[:, None], eos_only, scores)
+
+    def failed(self) -> bool:
+        return self.seen is not None and bool(self.seen)
+
+
 @torch.no_grad()
 def sample_anchors(
-    model: nn.Module, prompt_input_ids: Tensor, prompt_attention_mask: Tensor, generation_config: GenerationConfig
+    model: nn.Module,
+    prompt_input_ids: Tensor,
+    prompt_attention_mask: Tensor,
+    generation_config: GenerationConfig,
+    check: FiniteLogitsCheck | None = None,
 ) -> AnchorBatch:
     """Sample one anchor per prompt from ``model`` with ``generate`` and lay out ``prompt + anchor`` rows.
 
@@ -60,9 +94,13 @@ def sample_anchors(
         prompt_attention_mask: ``(B, P)``.
         generation_config: sampling settings (``do_sample``, ``top_k``, ``top_p``, ``temperature``,
             ``max_new_tokens``, ``eos_token_id``, ``pad_token_id``).
+        check: notes scores that make no distribution (see :class:`FiniteLogitsCheck`).
     """
     sequences = model.generate(
-        input_ids=prompt_input_ids, attention_mask=prompt_attention_mask, generation_config=generation_config
+        input_ids=prompt_input_ids,
+        attention_mask=prompt_attention_mask,
+        generation_config=generation_config,
+        logits_processor=LogitsProcessorList([check] if check is not None else []),
     )
     generated = sequences[:, prompt_input_ids.shape[1] :]  # (B, N)
     return anchor_batch(prompt_input_ids, prompt_attention_mask, generated, generation_config)
@@ -148,6 +186,24 @@ class DeferredBackward(JointBackward):
         return leaf, PendingAnchorBackward(anchors, leaf, frame)
 
 
+@dataclass(frozen=True)
+class AnchorOutcome:
+    """The anchor step's result: the triplet term (None with γ = 0), the deferred backward it leaves (or None), and
+    ``flags``: ``{"anchor_logits": True}`` when a draw met scores that make no distribution (then there is no
+    triplet, and its loss is NaN, so the update guard drops or refuses the update)."""
+
+    triplet: TripletOutput | None = None
+    pending: PendingAnchorBackward | None = None
+    flags: dict = field(default_factory=dict)
+
+    @property
+    def loss(self) -> Tensor | None:
+        """Eq. 13's loss for Eq. 14 (None: no triplet term; NaN: the draw failed)."""
+        if self.flags:
+            return torch.tensor(math.nan)
+        return None if self.triplet is None else self.triplet.loss
+
+
 class AnchorStep:
     """Sample anchors (timed), score them with both models, and take Eq. 13 over the response frames."""
 
@@ -157,17 +213,20 @@ class AnchorStep:
         # model -> the context of one draw (its seed, gathered parameters; tidpo.training.distributed.AnchorSampling)
         self.sampling = sampling or (lambda model: contextlib.nullcontext())
 
-    def __call__(self, model, batch, policy, ref, rho: Tensor, completion_mask: Tensor, log):
-        """Returns the triplet output and, with a deferred backward, the :class:`PendingAnchorBackward`.
+    def __call__(self, model, batch, policy, ref, rho: Tensor, completion_mask: Tensor, log) -> AnchorOutcome:
+        """The triplet of the batch's rows against one fresh anchor per prompt.
 
         Args:
             rho: ``(2B, L)`` per-token log-ratios of the batch's rows (chosen rows first).
             log: ``(name, value)`` → the step's metrics.
         """
         start = time.perf_counter()
+        check = FiniteLogitsCheck(self.config.eos_token_id)
         with self.sampling(self.layout.unwrap(model)):
-            anchors = self.layout.sample_anchors(model, batch, policy, self.config)
+            anchors = self.layout.sample_anchors(model, batch, policy, self.config, check)
         log("time/anchor_sampling", elapsed(start))
+        if check.failed():
+            return AnchorOutcome(flags={"anchor_logits": torch.tensor(True)})
         with self.backward.scoring_context():
             anchor_policy = self.layout.anchor_policy_features(model, anchors, policy)
         with self.reference.module(model) as ref_model:
@@ -177,14 +236,15 @@ class AnchorStep:
         anchor_rho, pending = self.backward.detach(stats.per_token_logps - stats.ref_per_token_logps, anchors, cmask)
         chosen, rejected = (left_align(r, m) for r, m in zip(rho.chunk(2), completion_mask.chunk(2), strict=True))
         log("anchor/length", cmask.sum(-1).float())
-        return triplet_loss(*left_align(anchor_rho, cmask), *chosen, *rejected, margin=self.margin), pending
+        triplet = triplet_loss(*left_align(anchor_rho, cmask), *chosen, *rejected, margin=self.margin)
+        return AnchorOutcome(triplet, pending)
 
 
 class NoAnchors:
     """γ = 0 (or evaluation without ``eval_importance``): no anchors, no triplet term."""
 
-    def __call__(self, *args, **kwargs) -> tuple[TripletOutput | None, None]:
-        return None, None
+    def __call__(self, *args, **kwargs) -> AnchorOutcome:
+        return AnchorOutcome()
 
 
 def elapsed(start: float) -> float:

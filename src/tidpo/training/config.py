@@ -7,59 +7,17 @@ always wins over the preset; one that contradicts the baseline is an error.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from tidpo.importance.attribution import ATTRIBUTION_TARGETS
-from tidpo.importance.weights import ESTIMATORS, NORMS, SPANS, needs_attribution, needs_weight_columns
-from tidpo.losses.dpo import KL_MODES
+from tidpo.importance.weights import ESTIMATORS, estimator_spec, needs_attribution, needs_weight_columns
+from tidpo.losses.kl_modes import KL_MODE_TABLE
+from tidpo.training.config_checks import resolve_method_fields
+from tidpo.training.presets import BASELINES, CHOICES, PRESETS
 
-# docs/method.md §5 table. Deviation: "triplet_margin" 0.1 in the paper preset is tidpo's choice (the paper gives none).
-PRESETS: dict[str, dict[str, object]] = {
-    "paper": {
-        "beta": 0.1,
-        "kl_mode": "tdpo2",
-        "kl_weight": 0.5,
-        "triplet_weight": 0.1,
-        "triplet_margin": 0.1,
-        "importance": "hybrid",
-        "importance_mix": 0.7,
-        "prior_sigma_div": 4.0,
-        "weight_span": "response",
-    },
-    "official": {
-        "beta": 0.2,
-        "kl_mode": "tdpo2",
-        "kl_weight": 0.5,
-        "triplet_weight": 0.001,
-        "triplet_margin": 0.001,
-        "importance": "hybrid",
-        "importance_mix": 0.2,
-        "prior_sigma_div": 8.0,
-        "weight_span": "sequence",
-    },
-}
-# docs/method.md §5 "Baselines in the same trainer, by configuration alone".
-BASELINES: dict[str, dict[str, object]] = {
-    "dpo": {"importance": "uniform", "kl_mode": "none", "triplet_weight": 0.0},
-    "tdpo1": {"importance": "uniform", "kl_mode": "tdpo1", "triplet_weight": 0.0},
-    "tdpo2": {"importance": "uniform", "kl_mode": "tdpo2", "triplet_weight": 0.0},
-}
-CHOICES = {
-    "preset": tuple(PRESETS),
-    "baseline": (None, *BASELINES),
-    "kl_mode": KL_MODES,
-    "importance": (*ESTIMATORS, "custom"),
-    "weight_span": SPANS,
-    "weight_norm": NORMS,
-    "attribution": ("fused", "separate"),
-    "attribution_target": ATTRIBUTION_TARGETS,
-    "anchor_backward": ("auto", "deferred", "joint"),
-    "on_nonfinite": ("raise", "skip"),
-}
+__all__ = ["BASELINES", "CHOICES", "PRESETS", "TIDPOConfig"]
 
 
 def _help(text: str, **extra) -> dict:
@@ -81,10 +39,19 @@ class TIDPOConfig(TrainingArguments):
     kl_mode: str | None = field(
         default=None,
         metadata=_help(
-            "Sequential-KL term (docs/method.md §3): 'tdpo2' (default), 'tdpo1' (α = 1, no stop-gradient), 'none'."
+            "Sequential-KL term (docs/method.md §3): "
+            + ", ".join(f"'{mode.name}' ({mode.help})" for mode in KL_MODE_TABLE.values())
+            + "."
         ),
     )
-    kl_weight: float | None = field(default=None, metadata=_help("α, the TDPO KL weight (0.5; 1 for tdpo1)."))
+    kl_weight: float | None = field(
+        default=None,
+        metadata=_help(
+            "α, the TDPO KL weight (0.5"
+            + "".join(f"; {m.fixed_weight:g} for {m.name}" for m in KL_MODE_TABLE.values() if m.fixed_weight)
+            + ")."
+        ),
+    )
     triplet_weight: float | None = field(
         default=None, metadata=_help("γ of Eq. 14, weight of the triplet loss (paper 0.1, official 0.001; 0 = off).")
     )
@@ -94,10 +61,10 @@ class TIDPOConfig(TrainingArguments):
     importance: str | None = field(
         default=None,
         metadata=_help(
-            "Token-importance estimator: 'hybrid' (Eq. 8), 'gradient' (λ = 1), 'prior' (λ = 0), 'uniform' (DPO), "
-            "'random' (ablation), 'columns' (Eq. 8 with the dataset's chosen_weights/rejected_weights as the scores), "
-            "'columns_raw' (those columns are the weights, as they are) or 'custom' (pass importance_fn to the "
-            "trainer). The columns hold one number >= 0 per response token, without the final EOS."
+            "Token-importance estimator: "
+            + ", ".join(f"'{name}' ({spec.help})" for name, spec in ESTIMATORS.items())
+            + " or 'custom' (pass importance_fn to the trainer). The columns hold one number >= 0 per response "
+            "token, without the final EOS."
         ),
     )
     importance_mix: float | None = field(
@@ -246,15 +213,16 @@ class TIDPOConfig(TrainingArguments):
     def __post_init__(self):
         if self.precompute_ref_logps is not None:
             warnings.warn(
-                "precompute_ref_logps is deprecated; use precompute_ref_log_probs (TRL's name)", FutureWarning,
+                "precompute_ref_logps is deprecated; use precompute_ref_log_probs (TRL's name)",
+                FutureWarning,
                 stacklevel=3,
-            )  # fmt: skip
+            )
             self.precompute_ref_log_probs = self.precompute_ref_log_probs or self.precompute_ref_logps
         if isinstance(self.model_init_kwargs, str):
             self.model_init_kwargs = _json_mapping("model_init_kwargs", self.model_init_kwargs)
         if self.model_init_kwargs is not None and not isinstance(self.model_init_kwargs, dict):
             raise ValueError(f"model_init_kwargs must be a mapping, got {type(self.model_init_kwargs).__name__}")
-        self._resolve_method_fields()
+        resolve_method_fields(self)
         super().__post_init__()
 
     def from_pretrained_kwargs(self) -> dict:
@@ -263,76 +231,6 @@ class TIDPOConfig(TrainingArguments):
         from tidpo.hub import model_init_kwargs
 
         return model_init_kwargs(self.model_init_kwargs, trust_remote_code=self.trust_remote_code)
-
-    def _resolve_method_fields(self) -> None:
-        for name in ("preset", "baseline", "weight_norm", "attribution", "attribution_target", "anchor_backward"):
-            _check_choice(name, getattr(self, name))
-        for name, value in BASELINES.get(self.baseline, {}).items():
-            current = getattr(self, name)
-            if current is not None and current != value:
-                raise ValueError(
-                    f"baseline={self.baseline!r} sets {name}={value!r}, but {name}={current!r} was given; "
-                    f"drop one of them"
-                )
-            setattr(self, name, value)
-        if self.kl_mode is not None:
-            _check_choice("kl_mode", self.kl_mode)
-            implied = {"tdpo1": 1.0, "none": 0.0}.get(self.kl_mode)
-            if implied is not None and self.kl_weight not in (None, implied):
-                raise ValueError(f"kl_mode={self.kl_mode!r} fixes kl_weight={implied}, got kl_weight={self.kl_weight}")
-            if implied is not None:
-                self.kl_weight = implied
-        for name, value in PRESETS[self.preset].items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
-        for name in ("kl_mode", "importance", "weight_span"):
-            _check_choice(name, getattr(self, name))
-        self._check_ranges()
-
-    def _check_ranges(self) -> None:
-        numbers = ("beta", "kl_weight", "triplet_weight", "triplet_margin", "importance_mix", "prior_sigma_div",
-                   "anchor_temperature", "anchor_top_p", "learning_rate")  # fmt: skip
-        for name in numbers:
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        _check_choice("on_nonfinite", self.on_nonfinite)
-        if self.fp16 and not _has_accelerator(self.use_cpu):
-            raise ValueError("fp16 needs a GPU (or another accelerator); on a CPU drop --fp16 (bf16 runs on a CPU)")
-        checks = [
-            ("max_nonfinite_skips", self.max_nonfinite_skips >= 0, ">= 0"),
-            ("beta", self.beta > 0, "> 0"),
-            ("kl_weight", self.kl_weight >= 0, ">= 0"),
-            ("triplet_weight", self.triplet_weight >= 0, ">= 0"),
-            ("triplet_margin", self.triplet_margin >= 0, ">= 0"),
-            ("importance_mix", 0 <= self.importance_mix <= 1, "in [0, 1]"),
-            ("prior_sigma_div", self.prior_sigma_div > 0, "> 0"),
-            ("anchor_max_new_tokens", self.anchor_max_new_tokens >= 1, ">= 1"),
-            ("anchor_temperature", self.anchor_temperature > 0, "> 0"),
-            ("anchor_top_p", 0 < self.anchor_top_p <= 1, "in (0, 1]"),
-            ("max_length", self.max_length is None or self.max_length >= 2, ">= 2 or None"),
-            ("logits_chunk_size", self.logits_chunk_size >= 1, ">= 1"),
-            ("learning_rate", self.learning_rate >= 0, ">= 0"),
-            ("per_device_train_batch_size", self.per_device_train_batch_size >= 1, ">= 1"),
-            ("per_device_eval_batch_size", self.per_device_eval_batch_size >= 1, ">= 1"),
-            ("gradient_accumulation_steps", self.gradient_accumulation_steps >= 1, ">= 1"),
-            ("seed", 0 <= self.seed < 2**32, "in [0, 2**32 - 1] (numpy's seeds)"),
-        ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
-        if self.padding_free and self.share_prompt:
-            raise ValueError(
-                "padding_free packs whole rows, while share_prompt=True runs each prompt once and continues it row by "
-                "row; drop one of them"
-            )
-        if self.precompute_ref_log_probs and (self.kl_weight > 0 or self.triplet_weight > 0):
-            raise ValueError(
-                "precompute_ref_log_probs needs a step that uses the reference only for the dataset's own tokens: "
-                f"kl_mode='none' and triplet_weight=0 (got kl_mode={self.kl_mode!r}, kl_weight={self.kl_weight}, "
-                f"triplet_weight={self.triplet_weight}); the KL needs its full distribution and anchors are new "
-                "every step"
-            )
 
     @property
     def needs_attribution(self) -> bool:
@@ -346,9 +244,12 @@ class TIDPOConfig(TrainingArguments):
 
     @property
     def allows_zero_weight_rows(self) -> bool:
-        """Whether a response's column weights may all be 0: only when the Gaussian prior is mixed in
-        (``importance="columns"`` with ``importance_mix < 1``), which then gives it its weights."""
-        return self.importance == "columns" and self.importance_mix < 1
+        """Whether a response's weights may all be 0: for an estimator that declares it can take such rows
+        (``columns``), only when the Gaussian prior is mixed in (``λ < 1``), which then gives them their weights."""
+        if self.importance == "custom":
+            return False
+        spec = estimator_spec(self.importance)
+        return spec.zero_weight_rows and spec.effective_mix(self.importance_mix) < 1
 
 
 def _json_mapping(name: str, text: str) -> dict:
@@ -361,19 +262,3 @@ def _json_mapping(name: str, text: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{name} must be a JSON object, got {text!r}")
     return value
-
-
-def _check_choice(name: str, value) -> None:
-    if value not in CHOICES[name]:
-        allowed = ", ".join(repr(c) for c in CHOICES[name])
-        raise ValueError(f"{name}={value!r} is not one of {allowed}")
-
-
-def _has_accelerator(use_cpu: bool) -> bool:
-    """Whether training will run on something other than the CPU."""
-    import torch
-
-    if use_cpu:
-        return False
-    backends = (torch.cuda, getattr(torch, "xpu", None), getattr(torch.backends, "mps", None))
-    return any(b is not None and b.is_available() for b in backends)

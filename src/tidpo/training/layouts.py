@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tidpo.importance import embedding_attributions, response_logp_target, target_attributions
+from tidpo.importance import target_attributions
+from tidpo.importance.target import AttributionTarget, TargetInputs
 from tidpo.training import packing
 from tidpo.training.anchors import AnchorBatch, sample_anchors
 from tidpo.training.head import Features
@@ -108,25 +109,29 @@ class PaddedRows:
     def ref_forward(self, ref: nn.Module, batch) -> Features:
         return self.rows_forward(ref, batch["attention_mask"], input_ids=batch["input_ids"])
 
-    def fused_attributions(self, policy: PolicyForward, batch, target: str = "max_logit") -> Tensor:
-        """Eqs. 5–6 ``(2B, L)`` from the policy forward's graph (retained for the loss backward); ``target`` is
-        ``"max_logit"`` (Eq. 5) or ``"response_logp"`` (the response's own log-probs, beyond the paper)."""
-        mask = batch["attention_mask"]
+    def fused_attributions(self, policy: PolicyForward, batch, target: AttributionTarget) -> Tensor:
+        """Eqs. 5–6 ``(2B, L)`` from the policy forward's graph (retained for the loss backward) for ``target``
+        (an entry of :data:`tidpo.importance.TARGETS`)."""
+        inputs = self.target_inputs(
+            policy.features, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+        )
         with torch.enable_grad():
-            if target == "response_logp":
-                scalar = self.response_logp(policy.features, batch["input_ids"], batch["completion_mask"])
-                return target_attributions(scalar, policy.embeds, mask, retain_graph=True)
-            logits = self.head.target_logits(policy.features, mask)
-        return embedding_attributions(logits, policy.embeds, mask, retain_graph=True)
+            scalar = target.scalar(inputs)
+        return target_attributions(scalar, policy.embeds, batch["attention_mask"], retain_graph=True)
 
-    def response_logp(self, features: Features, input_ids: Tensor, completion_mask: Tensor) -> Tensor:
-        """``Σ`` of the response tokens' log-probs under ``features`` (with their graph): the variant target."""
-        stats = self.head.token_stats(features, None, input_ids, completion_mask, with_kl=False)
-        return response_logp_target(stats.per_token_logps, completion_mask)
+    def target_inputs(self, features: Features, input_ids: Tensor, mask: Tensor, completion_mask: Tensor):
+        """What an attribution target may read of whole rows' ``features``: the logits at each row's last real
+        token, and the per-token log-probs (each with its graph, computed when asked)."""
 
-    def sample_anchors(self, model: nn.Module, batch, policy: PolicyForward, config) -> AnchorBatch:
+        def token_logps() -> Tensor:
+            return self.head.token_stats(features, None, input_ids, completion_mask, with_kl=False).per_token_logps
+
+        return TargetInputs(mask, completion_mask, lambda m: self.head.target_logits(features, m), token_logps)
+
+    def sample_anchors(self, model: nn.Module, batch, policy: PolicyForward, config, check=None) -> AnchorBatch:
         """One anchor per prompt from the current policy (``generate`` over the left-padded prompts)."""
-        return sample_anchors(self.unwrap(model), batch["prompt_input_ids"], batch["prompt_attention_mask"], config)
+        prompts = batch["prompt_input_ids"], batch["prompt_attention_mask"]
+        return sample_anchors(self.unwrap(model), *prompts, config, check)
 
     def anchor_frame(self, anchors: AnchorBatch) -> tuple[Tensor, Tensor]:
         """``(input_ids, completion_mask)`` of the rows the anchor features below are laid out in."""

@@ -46,8 +46,9 @@ def effective_token_count(token_weights: Tensor) -> Tensor:
     return total**2 / (token_weights**2).sum(-1).clamp(min=torch.finfo(token_weights.dtype).tiny)
 
 
-def record_step(log, beta: float, stats, logratio: Tensor, weights: Tensor, completion_mask: Tensor, seq_kl,
-                objective, triplet) -> None:  # fmt: skip
+def record_step(
+    log, beta: float, stats, logratio: Tensor, weights: Tensor, completion_mask: Tensor, seq_kl, objective, triplet
+) -> None:
     """Log one micro-batch's metrics through ``log(name, value)``: TRL's names for the DPO quantities, then the
     KL, triplet and weight statistics.
 
@@ -96,3 +97,30 @@ def _log_summary(log, summary: dict[str, Tensor], completion_mask: Tensor) -> No
     for name, key in (("entropy", "entropy"), ("mean_token_accuracy", "correct")):
         per_row = (summary[key] * mask).sum(-1) / tokens  # (2B,) as (B, 2): pairs first
         log(name, per_row.view(2, -1).T)
+
+
+class TokenCounter:
+    """``num_tokens``: the tokens of the rows run in training (prompt + response, each response's row), summed over
+    every process at each log; a resumed run continues from the count its last log recorded.
+
+    Args:
+        gather: ``(n,) tensor -> (n · processes,)`` (``accelerator.gather``).
+        device: where the local count is gathered from.
+    """
+
+    def __init__(self, gather, device):
+        self.gather, self.device = gather, device
+        self.since_log: Tensor | int = 0  # this process's tokens since the last log (a tensor: no host sync per step)
+        self.total: float | None = None  # the run's count at the last log
+
+    def add(self, attention_mask: Tensor) -> None:
+        self.since_log = self.since_log + attention_mask.detach().sum()
+
+    def at_log(self, log_history: list[dict]) -> float:
+        """The run's tokens so far, over every process."""
+        if self.total is None:
+            self.total = next((row["num_tokens"] for row in reversed(log_history) if "num_tokens" in row), 0.0)
+        local = torch.as_tensor(self.since_log, dtype=torch.float64, device=self.device)
+        self.total += float(self.gather(local.reshape(1)).sum())
+        self.since_log = 0
+        return self.total

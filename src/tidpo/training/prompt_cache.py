@@ -23,7 +23,9 @@ from torch import Tensor, nn
 from transformers import GenerationConfig, LogitsProcessorList
 from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from tidpo.importance.attribution import attribution_target, gradient_scores
+from tidpo.importance.attribution import gradient_scores
+from tidpo.importance.target import AttributionTarget, TargetInputs
+from tidpo.importance.targets import TARGETS
 from tidpo.ops import left_align, move_to_frame
 from tidpo.training.anchors import AnchorBatch, anchor_batch
 from tidpo.training.head import Features, hidden_states_as_output, project
@@ -240,6 +242,7 @@ def shared_prompt_attributions(
     sharing: PromptSharing,
     response_embeds: Tensor,
     prompt_embeds: Tensor | None = None,
+    target: AttributionTarget | None = None,
 ) -> Tensor:
     """Eqs. 5–6 attributions ``(2B, L)`` in the full rows' frame from a shared-prompt forward (graph retained).
 
@@ -251,7 +254,8 @@ def shared_prompt_attributions(
     rows, the responses once.
     """
     mask = sharing.response_mask
-    target = attribution_target(project(features.last(mask), features.weight), mask)
+    inputs = TargetInputs(mask, mask, lambda m: project(features.last(m), features.weight))
+    target = (target or TARGETS["max_logit"]).scalar(inputs)
     read = [t for pair in features.cache_inputs for t in pair] if prompt_embeds is not None else []
     grads = torch.autograd.grad(target, [response_embeds, *read], retain_graph=True)
     attributions = sharing.to_full_frame(gradient_scores(grads[0], mask))
@@ -282,17 +286,21 @@ def _warpers(config: GenerationConfig) -> LogitsProcessorList:
 
 
 @torch.no_grad()
-def sample_from_prompt(model: nn.Module, prompt: PromptState, config: GenerationConfig) -> Tensor:
+def sample_from_prompt(model: nn.Module, prompt: PromptState, config: GenerationConfig, check=None) -> Tensor:
     """Sample ``(B, N)`` tokens continuing prompts already run (their keys, values and last hidden state in
     ``prompt``): a KV-cached decode loop, one forward per new token, with ``generate``'s warpers in its order, so a
     seed gives ``generate``'s draws. Rows that have emitted EOS continue with the pad token; the loop stops when
-    every row has, or after ``max_new_tokens``. ``do_sample=False`` is greedy."""
+    every row has, or after ``max_new_tokens``. ``do_sample=False`` is greedy. ``check`` (a
+    :class:`tidpo.training.anchors.FiniteLogitsCheck`) sees each step's logits first, as ``generate``'s own
+    processors come before its warpers."""
     prompt = prompt.detached()
     head = model.get_output_embeddings()
     # (B, V): the distribution of the first anchor token; the hidden state may be kept in fp32 for a bf16 head
     logits = head(prompt.last.to(head.weight.dtype)).float()
     cache, keyword = prompt.dynamic_cache(), cache_keyword(model)
     warpers = _warpers(config) if config.do_sample else LogitsProcessorList()
+    if check is not None:
+        warpers.insert(0, check)
     mask, rows, start = prompt.mask, prompt.mask.shape[0], prompt.positions(1)
     done = torch.zeros(rows, dtype=torch.bool, device=mask.device)
     tokens = []
@@ -309,8 +317,13 @@ def sample_from_prompt(model: nn.Module, prompt: PromptState, config: Generation
         if done.all() or step + 1 == config.max_new_tokens:
             break
         mask = torch.cat([mask, mask.new_ones(rows, 1)], dim=1)
-        out = model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=start + step, use_cache=True,
-                    **{keyword: cache})  # fmt: skip
+        out = model(
+            input_ids=token.unsqueeze(1),
+            attention_mask=mask,
+            position_ids=start + step,
+            use_cache=True,
+            **{keyword: cache},
+        )
         logits = out.logits[:, -1].float()
     return torch.stack(tokens, 1)
 
@@ -345,15 +358,17 @@ class SharedPrompt(PaddedRows):
     def ref_forward(self, ref: nn.Module, sharing: PromptSharing) -> Features:
         return forward_shared_prompt(ref, sharing)
 
-    def fused_attributions(self, policy: PolicyForward, sharing: PromptSharing, target: str = "max_logit") -> Tensor:
-        if target != "max_logit":  # resolve_routes keeps other targets on whole rows
-            raise ValueError(f"the shared prompt layout has no attribution target {target!r}")
+    def fused_attributions(self, policy: PolicyForward, sharing: PromptSharing, target: AttributionTarget) -> Tensor:
+        if not target.shares_prompt:  # resolve_routes keeps such targets on whole rows
+            raise ValueError(f"the shared prompt layout has no attribution target {target.name!r}")
         with torch.enable_grad():
-            return shared_prompt_attributions(policy.features, sharing, policy.embeds, policy.prompt_embeds)
+            return shared_prompt_attributions(policy.features, sharing, policy.embeds, policy.prompt_embeds, target)
 
-    def sample_anchors(self, model: nn.Module, sharing: PromptSharing, policy: PolicyForward, config) -> AnchorBatch:
+    def sample_anchors(
+        self, model: nn.Module, sharing: PromptSharing, policy: PolicyForward, config, check=None
+    ) -> AnchorBatch:
         """Sampling continues the policy forward's prompts: no prompt runs again."""
-        generated = sample_from_prompt(self.unwrap(model), policy.features.prompt, config)
+        generated = sample_from_prompt(self.unwrap(model), policy.features.prompt, config, check)
         return anchor_batch(sharing.prompt_ids, sharing.prompt_mask, generated, config)
 
     def anchor_frame(self, anchors: AnchorBatch) -> tuple[Tensor, Tensor]:

@@ -101,3 +101,23 @@ class CachedReference(LiveReference):
         stats = super().token_stats(policy_features, None, inputs, with_kl=False, summary=summary)
         stats.ref_per_token_logps = inputs["ref_token_logps"] * inputs["completion_mask"]
         return stats
+
+
+def policy_and_reference(model: nn.Module, ref_model: nn.Module | None, peft_config, seed: int, no_dropout: bool):
+    """The policy (wrapped with ``peft_config`` if given, adapters initialised from ``seed`` as Trainer's
+    ``model_init`` would) and the frozen reference: ``ref_model``, else a frozen copy of the policy, else None for a
+    PEFT policy (its adapters disabled give π_ref). Dropout is turned off in both with ``no_dropout``."""
+    if peft_config is not None:
+        from peft import get_peft_model
+        from transformers import set_seed
+
+        set_seed(seed)
+        model = get_peft_model(model, peft_config)
+    if ref_model is None and not is_peft_model(model):
+        ref_model = frozen_copy(model)
+    for module in (model, ref_model) if no_dropout else ():
+        if module is not None:
+            disable_dropout(module)
+    if ref_model is not None:
+        ref_model.eval().requires_grad_(False)
+    return model, ref_model

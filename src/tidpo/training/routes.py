@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from tidpo.importance.targets import TARGETS
 from tidpo.training.anchors import AnchorStep, DeferredBackward, JointBackward, NoAnchors
 from tidpo.training.head import ChunkedHead, FullLogitsHead, chunked_head_problem
 from tidpo.training.layouts import PackedRows, PaddedRows
@@ -46,8 +47,13 @@ class Routes:
     fallbacks: tuple[str, ...] = ()
 
     def __post_init__(self):
-        allowed = {"head": HEADS, "layout": LAYOUTS, "attribution": ATTRIBUTIONS, "reference": REFERENCES,
-                   "anchor_backward": ANCHOR_BACKWARDS}  # fmt: skip
+        allowed = {
+            "head": HEADS,
+            "layout": LAYOUTS,
+            "attribution": ATTRIBUTIONS,
+            "reference": REFERENCES,
+            "anchor_backward": ANCHOR_BACKWARDS,
+        }
         for name, values in allowed.items():
             if getattr(self, name) not in values:
                 raise ValueError(f"Routes.{name}={getattr(self, name)!r} is not one of {values}")
@@ -102,13 +108,17 @@ def resolve_routes(
     parameters (FSDP, ZeRO-3; :func:`tidpo.training.distributed.sharding_engine`), if any."""
     resolution = _Resolution()
     head_checks = [
-        lambda: None if sharded_by is None else (
-            f"{sharded_by} shards the output layer's weight, which the chunked head multiplies outside the layer's "
-            "forward"
+        lambda: (
+            None
+            if sharded_by is None
+            else (
+                f"{sharded_by} shards the output layer's weight, which the chunked head multiplies outside the layer's "
+                "forward"
+            )
         ),
         lambda: _unused_head_problem(args, models["policy"]),
         *_model_checks(models, chunked_head_problem),
-    ]  # fmt: skip
+    ]
     chunked = args.chunked_logits is not False and resolution.refuse(
         "chunked_logits", args.chunked_logits is True, _first_problem(head_checks), "set chunked_logits=False"
     )
@@ -124,8 +134,8 @@ def resolve_routes(
             lambda: None if chunked else "it needs the chunked head (chunked_logits)",
             lambda: "gradient checkpointing turns the key/value cache off" if args.gradient_checkpointing else None,
             lambda: (
-                "attribution_target='response_logp' runs on whole rows"
-                if args.needs_attribution and args.attribution_target != "max_logit"
+                f"attribution_target={args.attribution_target!r} runs on whole rows"
+                if args.needs_attribution and not TARGETS[args.attribution_target].shares_prompt
                 else None
             ),
             collator_problem,
@@ -195,8 +205,11 @@ def build_engine(
     attribution = {"fused": FusedAttribution, "separate": SeparateAttribution}.get(routes.attribution)
     weighting = TokenWeighting(
         importance_fn if args.importance == "custom" else args.importance,
-        args.importance_mix, args.prior_sigma_div, args.weight_span, args.weight_norm,
-    )  # fmt: skip
+        args.importance_mix,
+        args.prior_sigma_div,
+        args.weight_span,
+        args.weight_norm,
+    )
 
     def anchors(backward):
         if routes.anchor_backward == "none":
@@ -204,7 +217,7 @@ def build_engine(
         return AnchorStep(layout, live, generation_config, args.triplet_margin, backward, sampling)
 
     train = StepPolicies(
-        attribution(layout, args.attribution_target) if attribution else NoAttribution(),
+        attribution(layout, TARGETS[args.attribution_target]) if attribution else NoAttribution(),
         weighting,
         anchors(DeferredBackward() if routes.anchor_backward == "deferred" else JointBackward()),
         args.triplet_weight,

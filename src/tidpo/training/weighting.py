@@ -14,14 +14,16 @@ whatever the layout) into the ``(2B, L)`` weights of Eqs. 7–8.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from tidpo.importance import embedding_attributions, target_attributions, token_weights
+from tidpo.importance import target_attributions, token_weights
+from tidpo.importance.target import AttributionTarget
 from tidpo.training.anchors import elapsed
 
 
@@ -37,7 +39,7 @@ class FusedAttribution:
     name = "fused"
     graph = True
 
-    def __init__(self, layout, target: str = "max_logit"):
+    def __init__(self, layout, target: AttributionTarget):
         self.layout, self.target = layout, target
 
     def __call__(self, model, policy, batch, inputs, log) -> Tensor:
@@ -61,14 +63,19 @@ class SeparateAttribution(FusedAttribution):
         module = layout.unwrap(model)
         with torch.enable_grad():
             features, embeds = layout.embedded_rows_forward(module, inputs, lambda e: e.detach().requires_grad_(True))
-            if self.target == "response_logp":
-                scalar = layout.response_logp(features, ids, inputs["completion_mask"])
-                attributions = target_attributions(scalar, embeds, mask, retain_graph=False)
-            else:
-                attributions = embedding_attributions(layout.head.target_logits(features, mask), embeds, mask,
-                                                      retain_graph=False)  # fmt: skip
+            scalar = self.target.scalar(layout.target_inputs(features, ids, mask, inputs["completion_mask"]))
+            attributions = target_attributions(scalar, embeds, mask, retain_graph=False)
         log("time/attribution", elapsed(start))
         return attributions
+
+
+@dataclass(frozen=True)
+class Weighted:
+    """The ``(2B, L)`` token weights of a step, and ``flags``: ``{"attributions": True}`` when the attributions held
+    a NaN or an Inf (then the weights are NaN, so the update guard drops or refuses the update)."""
+
+    weights: Tensor
+    flags: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,10 +89,16 @@ class TokenWeighting:
     span: str = "response"
     norm: str = "mean"
 
-    def __call__(self, inputs, attributions: Tensor | None) -> Tensor:
-        return token_weights(
+    def __call__(self, inputs, attributions: Tensor | None, stats=None) -> Weighted:
+        """The weights of the batch ``inputs`` from the ``attributions`` (or None) and, for estimators that read
+        them, the step's per-token log-probs ``stats`` (:class:`tidpo.lm_head.TokenStats`)."""
+        completion_mask = inputs["completion_mask"]
+        if attributions is not None and not torch.isfinite(attributions).all():  # checked before Eq. 8
+            nan = torch.full(completion_mask.shape, math.nan, device=completion_mask.device)
+            return Weighted(nan, {"attributions": torch.tensor(True)})
+        weights = token_weights(
             self.estimator,
-            inputs["completion_mask"],
+            completion_mask,
             attributions=attributions,
             input_ids=inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
@@ -94,4 +107,9 @@ class TokenWeighting:
             span=self.span,
             norm=self.norm,
             column_weights=inputs.get("token_weights"),
+            policy_logps=None if stats is None else stats.per_token_logps.detach(),
+            ref_logps=None
+            if stats is None or stats.ref_per_token_logps is None
+            else stats.ref_per_token_logps.detach(),
         )
+        return Weighted(weights)
