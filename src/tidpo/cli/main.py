@@ -15,6 +15,7 @@ COMMANDS = {
     "eval": ("tidpo.cli.eval", "held-out preference accuracy, margins, rewards, log-probs and KL"),
     "explain": ("tidpo.cli.explain", "show each response token shaded by its TI-DPO weight (HTML + PNG)"),
     "data": ("tidpo.cli.data", "build the built-in datasets (e.g. `tidpo data sentiment`)"),
+    "compare": ("tidpo.cli.compare", "reward-against-KL frontiers of several methods over seeds, from a study file"),
     "demo": ("tidpo.cli.demo", "the embedded default: align SmolLM2-135M-Instruct toward positive sentiment"),
     "env": ("tidpo.cli.env", "versions of Python, torch, transformers, trl, peft, accelerate, datasets"),
 }
