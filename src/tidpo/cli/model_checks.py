@@ -34,6 +34,7 @@ def check_causal_lm(name_or_path: str) -> None:
 
 
 def _check_architectures(name_or_path: str, architectures: list[str]) -> None:
+    """One of the classes ``config.json`` names is a causal-LM class."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     if not set(architectures) & set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()):
@@ -44,6 +45,7 @@ def _check_architectures(name_or_path: str, architectures: list[str]) -> None:
 
 
 def _check_model_type(name_or_path: str, config: dict) -> None:
+    """A ``config.json`` without architectures: its model type has a causal-LM class and is no encoder."""
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,

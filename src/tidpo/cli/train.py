@@ -33,6 +33,7 @@ from tidpo.training.config import TIDPOConfig
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``tidpo train``: parse and check every flag, then train here or re-run under ``--accelerate_config``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     profile, argv = split_launch_flag(argv)
     run = parse_train_args(argv)  # every flag is checked here, before any process is launched

@@ -43,6 +43,7 @@ def check_script(script: ScriptArguments, lora: LoraArguments, values: dict) -> 
 
 
 def _check_required(script: ScriptArguments, values: dict) -> None:
+    """--model, --dataset and --output_dir, which have no default, are given (on the command line or in --config)."""
     for name, purpose in (("model", "the model to train"), ("dataset", "the training pairs")):
         if not getattr(script, name):
             raise CLIError(f"--{name} is required ({purpose}); pass it on the command line or in --config")
@@ -51,6 +52,7 @@ def _check_required(script: ScriptArguments, values: dict) -> None:
 
 
 def _check_counts(script: ScriptArguments) -> None:
+    """The pair limits and --log_completions are in range, and --eval_before has pairs to evaluate."""
     for name in ("max_train_pairs", "max_eval_pairs"):
         if getattr(script, name) is not None and getattr(script, name) < 1:
             raise CLIError(f"--{name} must be at least 1, got {getattr(script, name)}")
