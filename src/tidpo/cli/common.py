@@ -98,21 +98,10 @@ def load_causal_lm(name_or_path: str, init_kwargs: dict | None = None):
     Raises:
         CLIError: the model cannot be found or loaded, or is not a causal LM.
     """
-    from tidpo.hub import HubLoadError
-    from tidpo.models import ModelSourceError, load_pretrained_causal_lm
-
     init_kwargs = dict(init_kwargs or {})
     path = resolve_model_path(name_or_path)
     base = adapter_base(path) if is_adapter_folder(path) else name_or_path
-    try:
-        with _damaged_weights(base):
-            model = load_pretrained_causal_lm(base, **init_kwargs)
-    except (HubLoadError, ModelSourceError) as err:
-        raise CLIError(f"adapter {path}: {err}" if base != name_or_path else str(err)) from err
-    except ValueError as err:  # "Unrecognized configuration class ... for AutoModelForCausalLM"
-        raise CLIError(f"{base} is not a causal language model: {str(err).splitlines()[0]}") from err
-    except OSError as err:
-        raise CLIError(f"could not load a model from {base}: {str(err).splitlines()[0]}") from err
+    model = _load_weights(base, init_kwargs, adapter=path if base != name_or_path else None)
     if base != name_or_path:
         from peft import PeftModel
 
@@ -124,6 +113,22 @@ def load_causal_lm(name_or_path: str, init_kwargs: dict | None = None):
         trust_remote_code=bool(init_kwargs.get("trust_remote_code")),
     )
     return model, tokenizer
+
+
+def _load_weights(base: str, init_kwargs: dict, adapter: str | None):
+    """The causal LM of ``base``; a load error is one line (naming ``adapter`` when loading an adapter's base)."""
+    from tidpo.hub import HubLoadError
+    from tidpo.models import ModelSourceError, load_pretrained_causal_lm
+
+    try:
+        with _damaged_weights(base):
+            return load_pretrained_causal_lm(base, **init_kwargs)
+    except (HubLoadError, ModelSourceError) as err:
+        raise CLIError(f"adapter {adapter}: {err}" if adapter is not None else str(err)) from err
+    except ValueError as err:  # "Unrecognized configuration class ... for AutoModelForCausalLM"
+        raise CLIError(f"{base} is not a causal language model: {str(err).splitlines()[0]}") from err
+    except OSError as err:
+        raise CLIError(f"could not load a model from {base}: {str(err).splitlines()[0]}") from err
 
 
 def trained_settings(args, model: str, defaults: dict, command: str) -> None:
@@ -149,8 +154,13 @@ def trained_settings(args, model: str, defaults: dict, command: str) -> None:
         print(f"tidpo {command}: as trained ({file}): {values}; flags override", file=sys.stderr)
 
 
-def load_dataset_arg(name_or_path: str, split: str = "train", config_name: str | None = None,
-                     on_bad_row: str = "error", skipped: list[str] | None = None):  # fmt: skip
+def load_dataset_arg(
+    name_or_path: str,
+    split: str = "train",
+    config_name: str | None = None,
+    on_bad_row: str = "error",
+    skipped: list[str] | None = None,
+):
     """A built-in dataset name (``demo``), a file/folder or a Hub dataset id, loaded and checked as preference data
     (``on_bad_row``/``skipped`` as in :func:`tidpo.load_preference_data`)."""
     from tidpo.data import PreferenceDataError, load_preference_data
@@ -168,7 +178,8 @@ def load_dataset_arg(name_or_path: str, split: str = "train", config_name: str |
     if config_name is not None and path.exists():
         raise CLIError(f"--dataset_config {config_name!r} is for a Hub dataset; {name_or_path} is local")
     try:
-        return load_preference_data(source, split=split, config_name=config_name, on_bad_row=on_bad_row,
-                                    skipped=skipped)  # fmt: skip
+        return load_preference_data(
+            source, split=split, config_name=config_name, on_bad_row=on_bad_row, skipped=skipped
+        )
     except (PreferenceDataError, HubLoadError, FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from err

@@ -13,10 +13,12 @@ accuracy of at least 0.65; it says whether this run met them.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import time
 from pathlib import Path
 
+from tidpo.cli import options
 from tidpo.cli.common import CLIError
 from tidpo.files import write_text
 
@@ -29,7 +31,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tidpo demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default=MODEL, help=f"model folder or built-in name (default: {MODEL})")
+    options.MODEL.add_to(parser, default=MODEL, help=f"model folder or built-in name (default: {MODEL})")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--samples", type=int, default=4, help="continuations sampled per held-out opening (4)")
     parser.add_argument("--seed", type=int, default=1234, help="sampling seed, the same for both models")
@@ -53,9 +55,6 @@ def _method_settings(config_file: Path, preset: str | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tidpo.cli import eval as eval_cli
-    from tidpo.cli import explain as explain_cli
-    from tidpo.cli import train as train_cli
     from tidpo.resources import HERE
 
     args = make_parser().parse_args(argv)
@@ -65,44 +64,63 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output_dir
     method = _method_settings(HERE / "demo.yaml", args.preset)
     print(f"[1/3] {method['preset']} training (LoRA) on the built-in sentiment pairs")
-    train_argv = [
-        "--config",
-        str(HERE / "demo.yaml"),
-        "--model",
-        args.model,
-        "--dataset",
-        "demo",
-        "--output_dir",
-        str(out),
-        "--overwrite_output_dir",
-    ]  # fmt: skip  (the demo is meant to be re-run)
+    status = _run("train", _train_argv(args, HERE / "demo.yaml"))
+    if status:  # stopped by a signal: the checkpoint and how to continue were printed
+        return status
+    print("[2/3] held-out preference accuracy and token-importance page")
+    eval_json, gen_json = out / "eval_results.json", out / "generation_results.json"
+    _evaluate_and_explain(out, method, eval_json)
+    print("[3/3] held-out openings: the trained model against the untrained one, same seed")
+    _run("eval", _generation_argv(args, gen_json))
+    gen = json.loads(gen_json.read_text())["generation"]
+    accuracy = json.loads(eval_json.read_text())["rewards/accuracies"]
+    summary = _summary(method["preset"], gen, accuracy, time.perf_counter() - start)
+    write_text(out / "demo_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    _print_summary(summary, gen, out)
+    return 0
+
+
+def _run(command: str, argv: list[str]) -> int:
+    """Run ``tidpo <command> <argv>`` in this process, found through the command registry as ``tidpo`` finds it;
+    a :class:`CLIError` it raises ends the demo."""
+    from tidpo.cli.main import COMMANDS
+
+    return importlib.import_module(COMMANDS[command][0]).main(argv)
+
+
+def _train_argv(args: argparse.Namespace, config_file: Path) -> list[str]:
+    """``tidpo train``'s arguments: the demo config on the built-in pairs, replacing an earlier demo's output (the
+    demo is meant to be re-run)."""
+    train_argv = ["--config", str(config_file), "--model", args.model, "--dataset", "demo"]
+    train_argv += ["--output_dir", str(args.output_dir), "--overwrite_output_dir"]
     if args.max_steps is not None:
         train_argv += ["--max_steps", str(args.max_steps)]
     if args.preset is not None:
         train_argv += ["--preset", args.preset]
-    status = train_cli.main(train_argv)
-    if status:  # stopped by a signal: the checkpoint and how to continue were printed
-        return status
-    print("[2/3] held-out preference accuracy and token-importance page")
-    eval_json = out / "eval_results.json"
+    return train_argv
+
+
+def _generation_argv(args: argparse.Namespace, output: Path) -> list[str]:
+    """``tidpo eval --prompts demo``'s arguments: the trained adapter against its base (the adapters off), sampled
+    with the same seed."""
+    argv = ["--model", str(args.output_dir), "--prompts", "demo", "--samples", str(args.samples)]
+    return [*argv, "--seed", str(args.seed), "--output", str(output)]
+
+
+def _evaluate_and_explain(out: Path, method: dict, eval_json: Path) -> None:
+    """``tidpo eval`` and ``tidpo explain`` of the trained adapter on the held-out pairs, with the trained settings."""
     common = ["--model", str(out), "--dataset", "demo", "--split", "test"]
-    eval_cli.main([*common, "--beta", str(method["beta"]), "--output", str(eval_json)])
-    explain_cli.main(
-        [*common, "--n", "8", "--output_dir", str(out / "explain"), "--importance_mix", str(method["importance_mix"]),
-         "--prior_sigma_div", str(method["prior_sigma_div"]), "--weight_span", method["weight_span"]]
-    )  # fmt: skip
-    print("[3/3] held-out openings: the trained model against the untrained one, same seed")
-    gen_json = out / "generation_results.json"
-    eval_cli.main(["--model", str(out), "--prompts", "demo", "--samples", str(args.samples), "--seed",
-                   str(args.seed), "--output", str(gen_json)])  # fmt: skip
-    gen = json.loads(gen_json.read_text())["generation"]
-    metrics = json.loads(eval_json.read_text())
-    accuracy = metrics["rewards/accuracies"]
+    _run("eval", [*common, "--beta", str(method["beta"]), "--output", str(eval_json)])
+    weights = ["--importance_mix", str(method["importance_mix"]), "--prior_sigma_div", str(method["prior_sigma_div"])]
+    weights += ["--weight_span", method["weight_span"]]
+    _run("explain", [*common, "--n", "8", "--output_dir", str(out / "explain"), *weights])
+
+
+def _summary(preset: str, gen: dict, accuracy: float, seconds: float) -> dict:
+    """The numbers ``demo_summary.json`` keeps (with every scored sample) and whether the targets were met."""
     gain = gen["reward_difference"]
-    met_gain = gain["mean"] >= TARGET_GAIN and gain["low"] > 0
-    met_accuracy = accuracy >= TARGET_ACCURACY
-    summary = {
-        "preset": method["preset"],
+    return {
+        "preset": preset,
         "reward_before": gen["reference"]["reward"],
         "reward_after": gen["policy"]["reward"],
         "reward_gain": gain,
@@ -112,28 +130,32 @@ def main(argv: list[str] | None = None) -> int:
         "positive_fraction_after": gen["policy"]["positive_fraction"],
         "heldout_preference_accuracy": accuracy,
         "targets": {"reward_gain": TARGET_GAIN, "accuracy": TARGET_ACCURACY},
-        "met_gain": met_gain,
-        "met_accuracy": met_accuracy,
-        "seconds": time.perf_counter() - start,
+        "met_gain": gain["mean"] >= TARGET_GAIN and gain["low"] > 0,
+        "met_accuracy": accuracy >= TARGET_ACCURACY,
+        "seconds": seconds,
         "samples": gen["samples"],
     }
-    write_text(out / "demo_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
 
-    def ci(stat: dict) -> str:
-        return f"{stat['mean']:+.3f}  (95 % CI {stat['low']:+.3f} to {stat['high']:+.3f})"
 
+def _ci(stat: dict) -> str:
+    return f"{stat['mean']:+.3f}  (95 % CI {stat['low']:+.3f} to {stat['high']:+.3f})"
+
+
+def _print_summary(summary: dict, gen: dict, out: Path) -> None:
+    """The before/after rewards with their intervals, the targets met or not, and where the outputs are."""
+    met_gain = "met" if summary["met_gain"] else "NOT met"
+    met_accuracy = "met" if summary["met_accuracy"] else "NOT met"
     n = len(gen["samples"])
     print(f"\n{gen['prompts']} held-out openings, {n} sampled continuations per model (VADER compound, -1..1):")
-    print(f"  mean reward before  {ci(gen['reference']['reward'])}")
-    print(f"  mean reward after   {ci(gen['policy']['reward'])}")
-    print(f"  gain (paired)       {ci(gain)}   target >= +{TARGET_GAIN:.2f} with the interval above 0: "
-          f"{'met' if met_gain else 'NOT met'}")  # fmt: skip
+    print(f"  mean reward before  {_ci(gen['reference']['reward'])}")
+    print(f"  mean reward after   {_ci(gen['policy']['reward'])}")
+    gain = _ci(gen["reward_difference"])
+    print(f"  gain (paired)       {gain}   target >= +{TARGET_GAIN:.2f} with the interval above 0: {met_gain}")
     print(f"  win rate {gen['win_rate']:.3f}, KL {gen['kl']['mean']:.2f} nats per continuation")
-    print(f"  positive share      before {summary['positive_fraction_before']:.2f}   "
-          f"after {summary['positive_fraction_after']:.2f}")  # fmt: skip
-    print(f"  held-out preference accuracy {accuracy:.3f}   target >= {TARGET_ACCURACY:.2f}: "
-          f"{'met' if met_accuracy else 'NOT met'}")  # fmt: skip
+    before, after = summary["positive_fraction_before"], summary["positive_fraction_after"]
+    print(f"  positive share      before {before:.2f}   after {after:.2f}")
+    accuracy = summary["heldout_preference_accuracy"]
+    print(f"  held-out preference accuracy {accuracy:.3f}   target >= {TARGET_ACCURACY:.2f}: {met_accuracy}")
     print(f"\n  adapter:        {out}\n  curves:         {out / 'training_curves.png'}")
     print(f"  explain page:   {out / 'explain' / 'explain.html'}\n  summary:        {out / 'demo_summary.json'}")
     print(f"  time: {summary['seconds'] / 60:.1f} min")
-    return 0

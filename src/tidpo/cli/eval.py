@@ -27,11 +27,13 @@ from tidpo.cli.common import (
     check_folder_path,
     check_writable_folder,
     is_adapter_folder,
-    load_causal_lm,
     load_dataset_arg,
     resolve_model_path,
     trained_settings,
 )
+from tidpo.cli.model_checks import load_policy, load_reference
+from tidpo.cli.options import DATASET, MODEL, ON_BAD_ROW, SPLIT, CommandParser
+from tidpo.cli.prompts import load_prompts
 from tidpo.files import write_text
 from tidpo.losses.dpo import KL_MODES
 
@@ -53,30 +55,28 @@ AS_TRAINED = "as the model was trained (its folder's tidpo_config.json)"
 DEMO_REWARD = "tidpo.tasks.sentiment:reward"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse's errors become :class:`CLIError` (one line, exit 2)."""
-
-    def error(self, message: str):
-        raise CLIError(f"{message} (see `tidpo eval --help`)")
-
-
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog="tidpo eval",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("--model", required=True, help="model or LoRA adapter folder (or a built-in name)")
+    MODEL.add_to(parser, help="model or LoRA adapter folder (or a built-in name)", required=True)
     parser.add_argument("--ref", help="reference model (default: an adapter's base model; required otherwise)")
-    parser.add_argument("--dataset", help="preference pairs: a file, a folder or 'demo'")
-    parser.add_argument("--split", default="test", help="split of --dataset (default: test)")
+    DATASET.add_to(parser, help="preference pairs: a file, a folder or 'demo'")
+    SPLIT.add_to(parser, help="split of --dataset (default: test)", default="test")
+    ON_BAD_ROW.add_to(parser)
+    _add_pair_options(parser)
+    _add_generation_options(parser.add_argument_group("generation metrics (--prompts)"))
     parser.add_argument(
-        "--on_bad_row",
-        choices=("error", "skip"),
-        default="error",
-        help="a malformed pair: stop with its row (error, the default) or leave it out (skip)",
+        "--output", type=Path, help=f"JSON file (default: <model>/{RESULTS_FILE} if writable, else ./{RESULTS_FILE})"
     )
+    return parser
+
+
+def _add_pair_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the preference-pair metrics (``--dataset``)."""
     parser.add_argument("--beta", type=float, help=f"β that scales the rewards (default: {AS_TRAINED}, else 0.1)")
     parser.add_argument("--kl_mode", choices=KL_MODES, help=f"KL term of the loss (default: {AS_TRAINED}, else tdpo2)")
     parser.add_argument("--kl_weight", type=float, help=f"α of the KL term (default: {AS_TRAINED}, else 0.5)")
@@ -86,7 +86,10 @@ def make_parser() -> argparse.ArgumentParser:
         "--max_length", type=int, help=f"most tokens of prompt + response (default: {AS_TRAINED}, else 1024)"
     )
     parser.add_argument("--use_cpu", action="store_true", help="run on the CPU even when a GPU is available")
-    gen = parser.add_argument_group("generation metrics (--prompts)")
+
+
+def _add_generation_options(gen: argparse._ArgumentGroup) -> None:
+    """The options of the generation metrics (``--prompts``)."""
     gen.add_argument(
         "--prompts",
         help="prompts to sample from: 'demo' (the sentiment task's held-out openings), a .txt file (one per line) "
@@ -99,10 +102,6 @@ def make_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling (default: 1, off; <1 biases the KL)")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed, the same for both models (default: 0)")
     gen.add_argument("--no_sample_cache", action="store_true", help="resample the reference instead of its cache")
-    parser.add_argument(
-        "--output", type=Path, help=f"JSON file (default: <model>/{RESULTS_FILE} if writable, else ./{RESULTS_FILE})"
-    )
-    return parser
 
 
 def default_output(model: str, model_path: str) -> Path:
@@ -137,61 +136,6 @@ def _config(args, output_dir: str):
         raise CLIError(f"invalid option: {' '.join(str(err).split())}") from err
 
 
-def _load_ref(name_or_path: str, model):
-    """The ``--ref`` model, which must share the policy's vocabulary (both read the policy's token ids)."""
-    from tidpo.cli.train import check_causal_lm
-
-    check_causal_lm(name_or_path)
-    ref = load_causal_lm(name_or_path)[0]
-    ref_vocab, vocab = ref.get_input_embeddings().num_embeddings, model.get_input_embeddings().num_embeddings
-    if ref_vocab != vocab:
-        raise CLIError(
-            f"--ref {name_or_path} has {ref_vocab} token embeddings but --model has {vocab}: the reference must use "
-            f"the model's tokenizer (pass the model it was trained from)"
-        )
-    return ref
-
-
-def load_prompts(source: str) -> list[str]:
-    """``demo`` (the sentiment task's held-out openings), a ``.txt`` file (one prompt per non-empty line) or a
-    ``.json``/``.jsonl`` file of rows with a ``prompt`` string (a JSON file may also be a list of strings)."""
-    if source == "demo":
-        from tidpo.tasks.sentiment import load_openings
-
-        return load_openings()[1]
-    path = Path(source)
-    if not path.is_file():
-        raise CLIError(f"--prompts {source!r} is neither 'demo' nor a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise CLIError(f"--prompts {path}: not UTF-8 text ({err})") from err
-    if path.suffix == ".txt":
-        prompts = [line for line in text.splitlines() if line.strip()]
-    elif path.suffix in (".json", ".jsonl"):
-        try:
-            rows = (
-                json.loads(text)
-                if path.suffix == ".json"
-                else [json.loads(line) for line in text.splitlines() if line.strip()]
-            )
-        except json.JSONDecodeError as err:
-            raise CLIError(f"--prompts {path}: invalid JSON ({err})") from err
-        if not isinstance(rows, list):
-            raise CLIError(f"--prompts {path}: expected a list of rows")
-        prompts = []
-        for i, row in enumerate(rows):
-            prompt = row.get("prompt") if isinstance(row, dict) else row
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise CLIError(f"--prompts {path}, row {i}, field prompt: expected a non-empty string, got {prompt!r}")
-            prompts.append(prompt)
-    else:
-        raise CLIError(f"--prompts {path}: expected a .txt, .json or .jsonl file")
-    if not prompts:
-        raise CLIError(f"--prompts {path}: no prompts in the file")
-    return prompts
-
-
 def _generation_inputs(args):
     """``(prompts, reward_fn, settings)`` for ``--prompts``, checked before any model is loaded."""
     from tidpo.eval.generation import SamplingSettings, load_reward_fn
@@ -217,54 +161,77 @@ def evaluate(args) -> dict:
     ``kl_mode``, ``max_length``) and metrics under TRL's names without the ``eval_`` prefix
     (``rewards/accuracies``, ``rewards/margins``, ``kl/chosen``, ..., ``pairs_per_second``), and with ``--prompts``
     a ``generation`` report (:func:`tidpo.eval.generation.generation_report`)."""
-    from tidpo.cli.train import load_policy
+    model_path = _check_what_to_evaluate(args)
+    generation = _generation_inputs(args) if args.prompts else None
+    dataset = _load_pairs(args) if args.dataset is not None else None
+    with tempfile.TemporaryDirectory(prefix="tidpo-eval-") as scratch:
+        config = _config(args, scratch)  # options checked before any model is loaded
+        model, tokenizer = load_policy(args.model)
+        ref = load_reference(args.ref, model) if args.ref else None
+        results: dict = {"model": args.model, "ref": _reference_name(args.ref, model_path)}
+        if dataset is not None:
+            results.update(_preference_metrics(args, config, dataset, model, ref, tokenizer))
+    if generation is not None:
+        for m in (model, ref):
+            if m is not None:
+                m.to(config.device)
+        results["generation"] = _generation_metrics(args, generation, model, ref, tokenizer)
+    return results
 
+
+def _check_what_to_evaluate(args) -> str:
+    """Something to evaluate, and a reference to evaluate against; fills the options left unset as the model was
+    trained. Returns the model's resolved path."""
     if args.dataset is None and args.prompts is None:
         raise CLIError("nothing to evaluate: give --dataset (preference pairs), --prompts (sampling) or both")
     model_path = resolve_model_path(args.model)
     trained_settings(args, model_path, DEFAULTS, "eval")
-    adapter = is_adapter_folder(model_path)
-    if args.ref is None and not adapter:
+    if args.ref is None and not is_adapter_folder(model_path):
         raise CLIError(
             f"--model {args.model} is a full model, so there is no implicit reference: pass --ref with the model "
             f"it was trained from"
         )
-    generation = _generation_inputs(args) if args.prompts else None
-    dataset = None
-    if args.dataset is not None:
-        dataset = load_dataset_arg(args.dataset, args.split, on_bad_row=args.on_bad_row)
-        if args.max_pairs is not None:
-            if args.max_pairs < 1:
-                raise CLIError(f"--max_pairs must be at least 1, got {args.max_pairs}")
-            dataset = dataset.select(range(min(args.max_pairs, len(dataset))))
-    with tempfile.TemporaryDirectory(prefix="tidpo-eval-") as scratch:
-        config = _config(args, scratch)  # options checked before any model is loaded
-        model, tokenizer = load_policy(args.model)
-        ref = _load_ref(args.ref, model) if args.ref else None
-        if args.ref:
-            ref_name = args.ref
-        else:
-            base = json.loads((Path(model_path) / "adapter_config.json").read_text())["base_model_name_or_path"]
-            ref_name = f"{base} (the adapter's base model)"
-        results: dict = {"model": args.model, "ref": ref_name}
-        if dataset is not None:
-            results.update(_preference_metrics(args, config, dataset, model, ref, tokenizer))
-    if generation is not None:
-        from tidpo.eval.generation import RewardError, generation_report
+    return model_path
 
-        prompts, reward_fn, settings = generation
-        for m in (model, ref):
-            if m is not None:
-                m.to(config.device)
-        try:
-            report = generation_report(
-                model, tokenizer, prompts, reward_fn, args.samples, settings, args.seed, reference=ref,
-                cache=not args.no_sample_cache,
-            )  # fmt: skip
-        except RewardError as err:
-            raise CLIError(f"--reward {args.reward or DEMO_REWARD}: {err}") from err
-        results["generation"] = {"prompts_source": args.prompts, "reward": args.reward or DEMO_REWARD, **report}
-    return results
+
+def _load_pairs(args):
+    """The ``--dataset`` pairs, the first ``--max_pairs`` of them when given."""
+    dataset = load_dataset_arg(args.dataset, args.split, on_bad_row=args.on_bad_row)
+    if args.max_pairs is None:
+        return dataset
+    if args.max_pairs < 1:
+        raise CLIError(f"--max_pairs must be at least 1, got {args.max_pairs}")
+    return dataset.select(range(min(args.max_pairs, len(dataset))))
+
+
+def _reference_name(ref: str | None, model_path: str) -> str:
+    """How the results name the reference: ``--ref``, or the adapter's base model."""
+    if ref:
+        return ref
+    base = json.loads((Path(model_path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return f"{base} (the adapter's base model)"
+
+
+def _generation_metrics(args, generation, model, ref, tokenizer) -> dict:
+    """The ``--prompts`` report: samples of the model and of the reference, scored by the reward function."""
+    from tidpo.eval.generation import RewardError, generation_report
+
+    prompts, reward_fn, settings = generation
+    try:
+        report = generation_report(
+            model,
+            tokenizer,
+            prompts,
+            reward_fn,
+            args.samples,
+            settings,
+            args.seed,
+            reference=ref,
+            cache=not args.no_sample_cache,
+        )
+    except RewardError as err:
+        raise CLIError(f"--reward {args.reward or DEMO_REWARD}: {err}") from err
+    return {"prompts_source": args.prompts, "reward": args.reward or DEMO_REWARD, **report}
 
 
 def _preference_metrics(args, config, dataset, model, ref, tokenizer) -> dict:

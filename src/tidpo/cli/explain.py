@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from tidpo.cli.common import CLIError
+from tidpo.cli.options import DATASET, MODEL, ON_BAD_ROW, SPLIT
 from tidpo.importance.weights import SPANS
 
 # The paper preset's values (docs/method.md §5); tests/cli/test_explain.py checks them against TIDPOConfig's
@@ -17,8 +18,13 @@ from tidpo.importance.weights import SPANS
 DEFAULT_MIX = 0.7
 DEFAULT_SIGMA_DIV = 4.0
 DEFAULT_SPAN = "response"
-DEFAULTS = {"importance_mix": DEFAULT_MIX, "prior_sigma_div": DEFAULT_SIGMA_DIV, "weight_span": DEFAULT_SPAN,
-            "attribution_target": "max_logit", "max_length": 512}  # fmt: skip
+DEFAULTS = {
+    "importance_mix": DEFAULT_MIX,
+    "prior_sigma_div": DEFAULT_SIGMA_DIV,
+    "weight_span": DEFAULT_SPAN,
+    "attribution_target": "max_logit",
+    "max_length": 512,
+}
 AS_TRAINED = "as the model was trained (its folder's tidpo_config.json)"
 
 
@@ -30,17 +36,21 @@ def make_parser() -> argparse.ArgumentParser:
             "components), explain.png (the first pairs) and explain.json (all numbers) for the first N pairs."
         ),
     )
-    parser.add_argument("--model", required=True, help="a local model folder, PEFT adapter folder or built-in name")
-    parser.add_argument("--dataset", required=True, help="a preference file/folder or built-in dataset name")
-    parser.add_argument("--split", default="train", help="dataset split (default: %(default)s)")
-    parser.add_argument(
-        "--on_bad_row",
-        choices=("error", "skip"),
-        default="error",
-        help="a malformed pair: stop with its row (error, the default) or leave it out (skip)",
-    )
+    MODEL.add_to(parser, help="a local model folder, PEFT adapter folder or built-in name", required=True)
+    DATASET.add_to(parser, help="a preference file/folder or built-in dataset name", required=True)
+    SPLIT.add_to(parser, help="dataset split (default: %(default)s)")
+    ON_BAD_ROW.add_to(parser)
     parser.add_argument("--n", type=int, default=8, help="pairs to explain (default: %(default)s)")
     parser.add_argument("--output_dir", default="explain", help="where the files go (default: %(default)s)")
+    _add_weight_options(parser)
+    parser.add_argument("--batch_size", type=int, default=2, help="pairs per forward pass (default: %(default)s)")
+    parser.add_argument("--png_pairs", type=int, default=4, help="pairs drawn in explain.png (default: %(default)s)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    return parser
+
+
+def _add_weight_options(parser: argparse.ArgumentParser) -> None:
+    """The settings the token weights are computed with; unset, they are taken as the model was trained."""
     parser.add_argument(
         "--importance_mix", type=float, help=f"λ of Eq. 8, in [0, 1] (default: {AS_TRAINED}, else {DEFAULT_MIX})"
     )
@@ -61,10 +71,6 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max_length", type=int, help=f"prompt + response tokens kept per row (default: {AS_TRAINED}, else 512)"
     )
-    parser.add_argument("--batch_size", type=int, default=2, help="pairs per forward pass (default: %(default)s)")
-    parser.add_argument("--png_pairs", type=int, default=4, help="pairs drawn in explain.png (default: %(default)s)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    return parser
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -90,22 +96,42 @@ def main(argv: list[str] | None = None) -> int:
 
     trained_settings(args, resolve_model_path(args.model), DEFAULTS, "explain")
     _check_args(args)
-    import torch
     from datasets.utils.logging import disable_progress_bar
 
     from tidpo.cli.common import load_causal_lm, load_dataset_arg
-    from tidpo.data import PreferenceDataError
-    from tidpo.eval.explain import explain_pairs
     from tidpo.eval.render import write_explanation
 
     disable_progress_bar()
     dataset = load_dataset_arg(args.dataset, args.split, on_bad_row=args.on_bad_row)  # before the model
     model, tokenizer = load_causal_lm(args.model)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    _to_device(model, args.device)
+    explanation = _explain(args, model, tokenizer, dataset)
+    for pair in explanation.pairs:
+        print(
+            f"row {pair.row + 1}: chosen {pair.chosen.num_tokens} tokens (max w {pair.chosen.max_weight:.2f}), "
+            f"rejected {pair.rejected.num_tokens} tokens (max w {pair.rejected.max_weight:.2f})"
+        )
+    for path in write_explanation(explanation, args.output_dir, png_pairs=args.png_pairs).values():
+        print(path)
+    return 0
+
+
+def _to_device(model, device: str | None) -> None:
+    """Move the model to ``--device`` (default: cuda when available); a device torch refuses is one line."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model.to(device)
     except (RuntimeError, AssertionError) as err:
         raise CLIError(f"--device {device!r}: {str(err).splitlines()[0]}") from err
+
+
+def _explain(args: argparse.Namespace, model, tokenizer, dataset):
+    """The token weights of the first ``--n`` pairs that fit ``--max_length`` (at least one must)."""
+    from tidpo.data import PreferenceDataError
+    from tidpo.eval.explain import explain_pairs
+
     try:
         explanation = explain_pairs(
             model,
@@ -125,11 +151,4 @@ def main(argv: list[str] | None = None) -> int:
     if not explanation.pairs:
         raise CLIError(f"no pair of {args.dataset} fits --max_length {args.max_length}; raise it")
     explanation.model, explanation.dataset = args.model, f"{args.dataset} ({args.split})"
-    for pair in explanation.pairs:
-        print(
-            f"row {pair.row + 1}: chosen {pair.chosen.num_tokens} tokens (max w {pair.chosen.max_weight:.2f}), "
-            f"rejected {pair.rejected.num_tokens} tokens (max w {pair.rejected.max_weight:.2f})"
-        )
-    for path in write_explanation(explanation, args.output_dir, png_pairs=args.png_pairs).values():
-        print(path)
-    return 0
+    return explanation
