@@ -196,9 +196,8 @@ def explain_pairs(
     rows = _tokenized_rows(dataset, tokenizer, n, max_length, name)
     collator = PreferenceCollator(tokenizer.pad_token_id, max_length=max_length)
     settings = {"mix": mix, "sigma_div": sigma_div, "span": span, "target": target}
-    pairs: list[PairExplanation] = []
-    for start in range(0, len(rows), batch_size):
-        pairs += _explained(model, tokenizer, collator, rows[start : start + batch_size], settings)
+    batches = (rows[start : start + batch_size] for start in range(0, len(rows), batch_size))
+    pairs = [pair for examples in batches for pair in _explained(model, tokenizer, collator, examples, settings)]
     return Explanation(pairs=pairs, mix=mix, sigma_div=sigma_div, span=span, max_length=max_length)
 
 
