@@ -75,7 +75,7 @@ def _active_rows(weights: Tensor) -> slice | None:
 
 @dataclass
 class _ForwardRows:
-    """Per-row results of :class:`_ChunkedHead`'s forward ``(N,)``, filled chunk by chunk; ``(0,)`` when not
+    """Per-row results of :class:`ChunkedHeadFunction`'s forward ``(N,)``, filled chunk by chunk; ``(0,)`` when not
     asked for (no reference, no KL, no summary). ``lse`` and ``ref_lse`` are the log-partition functions."""
 
     logps: Tensor
