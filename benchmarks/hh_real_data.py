@@ -72,7 +72,7 @@ def data_shape(args) -> dict:
     from tidpo import load_preference_data
     from tidpo.data import PreferenceCollator, tokenize_preference_dataset
     from tidpo.models import builtin_model_path
-    from tidpo.training.packing import PackedRows
+    from tidpo.training.packing import RowPacking
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_model_path("smollm2-135m-instruct"))
     data = load_preference_data(args.data, on_bad_row="skip").select(range(args.pairs * (args.steps + 1)))
@@ -83,7 +83,7 @@ def data_shape(args) -> dict:
     real = padded = packed = 0
     for start in range(0, len(rows) - args.pairs + 1, args.pairs):
         mask = collate([rows[i] for i in range(start, start + args.pairs)])["attention_mask"]
-        packing = PackedRows.from_mask(mask)
+        packing = RowPacking.from_mask(mask)
         real, padded = real + int(mask.sum()), padded + mask.numel()
         packed += mask.numel() * (1.0 if packing is None else packing.packed_fraction)
     return {"prompt": statistics.mean(prompt), "real_padded": real / padded, "real_packed": real / packed}

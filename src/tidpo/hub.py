@@ -14,8 +14,15 @@ import re
 _HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
 _TRUE = {"1", "true", "yes", "on"}
 # Model-loading options that take a dtype: tidpo's short spellings and TRL's/torch's long ones.
-DTYPES = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32",
-          "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}  # fmt: skip
+DTYPES = {
+    "auto": "auto",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "float16": "float16",
+    "float32": "float32",
+}
 
 
 class HubLoadError(OSError):

@@ -121,18 +121,44 @@ def _metrics_table(columns: dict[str, Mapping[str, float] | None], prefix: str, 
 
 def render_model_card(summary: RunSummary) -> str:
     """The card's text (front matter + Markdown)."""
-    config = summary.config
-    kind = "a LoRA adapter" if summary.lora else "a causal language model"
     lines = [
+        *_header_lines(summary),
+        *_settings_lines(summary),
+        *_metrics_lines(summary),
+        "",
+        "Every logged value is in `metrics.jsonl`; `training_curves.png` plots them.",
+    ]
+    if summary.model in BUILTIN_MODELS:
+        lines += ["", "## Base model", "", builtin_base_note(summary.model)]
+    lines += ["", "## Reproduce", ""]
+    if summary.argv is None:
+        lines += ["Trained from Python with `tidpo.TIDPOTrainer`, with the settings above."]
+    else:
+        lines += ["```bash", shlex.join(["tidpo", "train", *summary.argv]), "```"]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _header_lines(summary: RunSummary) -> list[str]:
+    """Front matter, title and the one-paragraph description."""
+    kind = "a LoRA adapter" if summary.lora else "a causal language model"
+    return [
         "---",
         yaml.safe_dump(front_matter(summary), sort_keys=False).rstrip(),
         "---",
         "",
-        f"# {Path(config.output_dir).name}",
+        f"# {Path(summary.config.output_dir).name}",
         "",
         f"{kind[0].upper()}{kind[1:]} trained from `{summary.model}` on `{summary.dataset}` "
         f"({summary.train_pairs} pairs) with tidpo {tidpo.__version__}: TI-DPO, token-importance guided direct "
         f"preference optimization ([arXiv 2505.19653](https://arxiv.org/abs/2505.19653)).",
+    ]
+
+
+def _settings_lines(summary: RunSummary) -> list[str]:
+    """The method settings table, then the training settings table (LoRA and the eval dataset included)."""
+    config = summary.config
+    lines = [
         "",
         "## Method settings",
         "",
@@ -150,27 +176,24 @@ def render_model_card(summary: RunSummary) -> str:
         lines += [f"| lora_{name} | {_value(value)} |" for name, value in summary.lora.items()]
     if summary.eval_dataset:
         lines.append(f"| eval dataset | `{summary.eval_dataset}` ({summary.eval_pairs} pairs) |")
+    return lines
+
+
+def _metrics_lines(summary: RunSummary) -> list[str]:
+    """The last training log's metrics, and the evaluation before and after training (when there is one)."""
+    lines = []
     train_table = _metrics_table({"last training log": summary.train_metrics}, prefix="")
     if train_table:
         lines += ["", "## Training metrics", "", *train_table]
     # Evaluation uses uniform weights unless eval_importance is set: its weight statistics would all read 1.
-    uniform = () if getattr(config, "eval_importance", False) else ("weights/max", "weights/effective_fraction")
+    uniform = () if getattr(summary.config, "eval_importance", False) else ("weights/max", "weights/effective_fraction")
     columns = {"before training": summary.eval_before, "after training": summary.eval_after}
     eval_table = _metrics_table(columns, "eval_", skip=uniform)
     if eval_table:
         lines += ["", f"## Evaluation on `{summary.eval_dataset}` ({summary.eval_pairs} pairs)", "", *eval_table]
         if summary.eval_before:
             lines += ["", "Before training the policy is the reference: every reward is 0, so no pair is won yet."]
-    lines += ["", "Every logged value is in `metrics.jsonl`; `training_curves.png` plots them."]
-    if summary.model in BUILTIN_MODELS:
-        lines += ["", "## Base model", "", builtin_base_note(summary.model)]
-    lines += ["", "## Reproduce", ""]
-    if summary.argv is None:
-        lines += ["Trained from Python with `tidpo.TIDPOTrainer`, with the settings above."]
-    else:
-        lines += ["```bash", shlex.join(["tidpo", "train", *summary.argv]), "```"]
-    lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def builtin_base_note(name: str) -> str:

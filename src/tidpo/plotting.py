@@ -67,12 +67,7 @@ def plot_training_curves(metrics_path: str | Path, output_path: str | Path, titl
     Raises:
         ValueError: the file holds none of the plotted metrics (for example, a run that never logged).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
+    plt = _pyplot()
     panels = _panels(read_metrics(metrics_path))
     if not panels:
         raise ValueError(f"{metrics_path} has no training metrics to plot (set --logging_steps to log more often)")
@@ -80,16 +75,7 @@ def plot_training_curves(metrics_path: str | Path, output_path: str | Path, titl
     rows_n = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(rows_n, columns, figsize=(4.6 * columns, 3.4 * rows_n), squeeze=False)
     for ax, (name, curves) in zip(axes.flat, panels, strict=False):
-        for key, colour, is_eval, steps, values in curves:
-            style = {"linestyle": "--", "marker": "o", "markersize": 4} if is_eval else {"linewidth": 1.6}
-            if len(steps) == 1:
-                style["marker"] = "o"
-            ax.plot(steps, values, label=key, color=f"C{colour}", **style)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _draw_panel(ax, name, curves)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle(title or Path(metrics_path).resolve().parent.name)
@@ -101,3 +87,29 @@ def plot_training_curves(metrics_path: str | Path, output_path: str | Path, titl
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return output_path
+
+
+def _pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _draw_panel(ax, name: str, curves: list) -> None:
+    """One panel: each curve solid (training) or dashed with markers (evaluation), a lone point marked."""
+    from matplotlib.ticker import MaxNLocator
+
+    for key, colour, is_eval, steps, values in curves:
+        style = {"linestyle": "--", "marker": "o", "markersize": 4} if is_eval else {"linewidth": 1.6}
+        if len(steps) == 1:
+            style["marker"] = "o"
+        ax.plot(steps, values, label=key, color=f"C{colour}", **style)
+    ax.set_title(name, fontsize=10)
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)

@@ -23,7 +23,8 @@ from tidpo.training import packing
 from tidpo.training.head import ChunkedHead
 from tidpo.training.layouts import PackedRows as PackedLayout
 from tidpo.training.layouts import PaddedRows
-from tidpo.training.packing import PackedRows, packing_problem
+from tidpo.training.packing import RowPacking as PackedRows
+from tidpo.training.packing import packing_problem
 
 
 def test_the_layout_by_hand():

@@ -1,5 +1,5 @@
 """Evaluation and inspection of TI-DPO models: :mod:`tidpo.eval.explain` computes each response token's TI-DPO
-weight and its components; :mod:`tidpo.eval.render` draws them (HTML page, PNG).
+weight and its components (an :mod:`tidpo.eval.explanation`); :mod:`tidpo.eval.render` draws them (HTML page, PNG).
 
 Names load on first access, so importing the package stays light.
 """
@@ -11,9 +11,9 @@ from typing import Any
 
 _LAZY = {
     "BatchExplanation": "tidpo.eval.explain",
-    "Explanation": "tidpo.eval.explain",
-    "PairExplanation": "tidpo.eval.explain",
-    "ResponseExplanation": "tidpo.eval.explain",
+    "Explanation": "tidpo.eval.explanation",
+    "PairExplanation": "tidpo.eval.explanation",
+    "ResponseExplanation": "tidpo.eval.explanation",
     "explain_batch": "tidpo.eval.explain",
     "explain_pairs": "tidpo.eval.explain",
     "token_texts": "tidpo.eval.explain",

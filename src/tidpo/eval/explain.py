@@ -6,20 +6,20 @@ over the response), its two components over the weighted span, the normalised gr
 the token. The code path is training's: :func:`tidpo.data.tokenize_preference_dataset`,
 :class:`tidpo.data.PreferenceCollator`, one forward of the policy from its input embeddings (eval mode, so dropout
 is off), :func:`tidpo.importance.embedding_attributions` and :func:`tidpo.importance.token_weights`.
-Rendering (HTML, PNG) lives in :mod:`tidpo.eval.render`.
+The result types are in :mod:`tidpo.eval.explanation` (importable from here too); rendering (HTML, PNG) lives in
+:mod:`tidpo.eval.render`.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from tidpo.data import PreferenceCollator, tokenize_preference_dataset
+from tidpo.eval.explanation import Explanation, PairExplanation, ResponseExplanation
 from tidpo.importance import (
     ATTRIBUTION_TARGETS,
     embedding_attributions,
@@ -30,6 +30,16 @@ from tidpo.importance import (
     token_weights,
 )
 from tidpo.ops import per_token_logps
+
+__all__ = [
+    "BatchExplanation",
+    "Explanation",
+    "PairExplanation",
+    "ResponseExplanation",
+    "explain_batch",
+    "explain_pairs",
+    "token_texts",
+]
 
 _ROW_COLUMN = "_tidpo_explain_row"
 _ID_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
@@ -52,90 +62,6 @@ class BatchExplanation:
     prior: Tensor
     attributions: Tensor
     logps: Tensor
-
-
-@dataclass
-class ResponseExplanation:
-    """One response, token by token (all lists have one entry per response token, its final EOS included).
-
-    Attributes:
-        tokens: each token's decoded text, whitespace and newlines kept (joined, they give the response text).
-        span_length: ``T`` of the span that ``gradient_share`` and ``prior`` are normalised over (the response,
-            or prompt + response with ``weight_span="sequence"``); ``share × span_length = 1`` is an even share.
-        tokens_cut: response tokens dropped by ``max_length`` truncation (not shown, not weighted).
-    """
-
-    tokens: list[str]
-    token_ids: list[int]
-    weights: list[float]
-    gradient_share: list[float]
-    prior: list[float]
-    attributions: list[float]
-    logps: list[float]
-    span_length: int
-    tokens_cut: int = 0
-
-    @property
-    def num_tokens(self) -> int:
-        return len(self.tokens)
-
-    @property
-    def max_weight(self) -> float:
-        return max(self.weights)
-
-    @property
-    def effective_tokens(self) -> float:
-        """``(Σw)² / Σw²``: how many tokens the weight spreads over (``T`` when uniform)."""
-        squares = sum(w * w for w in self.weights)
-        return sum(self.weights) ** 2 / squares if squares > 0 else 0.0
-
-
-@dataclass
-class PairExplanation:
-    """One preference pair: ``row`` is its 0-based index in the dataset; ``prompt`` its decoded prompt tokens."""
-
-    row: int
-    prompt: str
-    chosen: ResponseExplanation
-    rejected: ResponseExplanation
-
-
-@dataclass
-class Explanation:
-    """The pairs and the settings that weighted them (``model`` and ``dataset`` only label the output)."""
-
-    pairs: list[PairExplanation]
-    mix: float
-    sigma_div: float
-    span: str
-    max_length: int | None
-    model: str = ""
-    dataset: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Explanation:
-        pairs = [
-            PairExplanation(
-                row=p["row"],
-                prompt=p["prompt"],
-                chosen=ResponseExplanation(**p["chosen"]),
-                rejected=ResponseExplanation(**p["rejected"]),
-            )
-            for p in data["pairs"]
-        ]
-        return cls(**{**data, "pairs": pairs})
-
-    def save_json(self, path: str | Path) -> Path:
-        from tidpo.files import write_text
-
-        return write_text(path, json.dumps(self.to_dict(), ensure_ascii=False, indent=1))
-
-    @classmethod
-    def load_json(cls, path: str | Path) -> Explanation:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def explain_batch(
@@ -164,6 +90,15 @@ def explain_batch(
     input_ids, attention_mask, completion_mask = (
         batch[key].to(device) for key in ("input_ids", "attention_mask", "completion_mask")
     )
+    logits, attributions = _attributed_forward(model, input_ids, attention_mask, completion_mask, target)
+    logps = per_token_logps(logits.detach(), input_ids)
+    del logits
+    return _weighted(attributions, logps, input_ids, attention_mask, completion_mask, mix, sigma_div, span)
+
+
+def _attributed_forward(model, input_ids, attention_mask, completion_mask, target: str) -> tuple[Tensor, Tensor]:
+    """``(logits, attributions)`` of one forward from detached input embeddings, in eval mode (the model's mode is
+    restored afterwards); the attributions ``(2B, L)`` are those of ``target`` (Eqs. 5–6)."""
     was_training = model.training
     model.eval()
     try:
@@ -179,8 +114,13 @@ def explain_batch(
                 raise ValueError(f"target must be one of {ATTRIBUTION_TARGETS}, got {target!r}")
     finally:
         model.train(was_training)
-    logps = per_token_logps(logits.detach(), input_ids)
-    del logits
+    return logits, attributions
+
+
+def _weighted(
+    attributions, logps, input_ids, attention_mask, completion_mask, mix: float, sigma_div: float, span: str
+) -> BatchExplanation:
+    """The final weights (Eq. 8) and their two components of the attributions, with the attributions and log-probs."""
     weights = token_weights(
         "hybrid",
         completion_mask,
@@ -252,19 +192,27 @@ def explain_pairs(
         name: the dataset's name in tokenisation messages.
         target: the attribution target (``attribution_target`` in training).
     """
+    _check_counts(n, batch_size)
+    rows = _tokenized_rows(dataset, tokenizer, n, max_length, name)
+    collator = PreferenceCollator(tokenizer.pad_token_id, max_length=max_length)
+    settings = {"mix": mix, "sigma_div": sigma_div, "span": span, "target": target}
+    batches = (rows[start : start + batch_size] for start in range(0, len(rows), batch_size))
+    pairs = [pair for examples in batches for pair in _explained(model, tokenizer, collator, examples, settings)]
+    return Explanation(pairs=pairs, mix=mix, sigma_div=sigma_div, span=span, max_length=max_length)
+
+
+def _explained(model, tokenizer, collator, examples: list[dict[str, Any]], settings: dict) -> list[PairExplanation]:
+    """The pairs of ``examples``, collated into one batch and explained with ``settings`` (of :func:`explain_batch`)."""
+    batch = collator(examples)
+    result = explain_batch(model, batch, **settings)
+    return _pairs_from_batch(tokenizer, examples, batch, result, settings["span"])
+
+
+def _check_counts(n: int, batch_size: int) -> None:
     if n < 1:
         raise ValueError(f"n must be >= 1 pairs, got {n}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    rows = _tokenized_rows(dataset, tokenizer, n, max_length, name)
-    collator = PreferenceCollator(tokenizer.pad_token_id, max_length=max_length)
-    pairs: list[PairExplanation] = []
-    for start in range(0, len(rows), batch_size):
-        examples = rows[start : start + batch_size]
-        batch = collator(examples)
-        result = explain_batch(model, batch, mix=mix, sigma_div=sigma_div, span=span, target=target)
-        pairs.extend(_pairs_from_batch(tokenizer, examples, batch, result, span))
-    return Explanation(pairs=pairs, mix=mix, sigma_div=sigma_div, span=span, max_length=max_length)
 
 
 def _tokenized_rows(dataset, tokenizer, n: int, max_length: int | None, name: str) -> list[dict[str, Any]]:

@@ -20,248 +20,45 @@ The reference's samples depend only on the reference, the prompts and the sampli
 (``$TIDPO_CACHE/samples/<key>.json``, default ``~/.cache/tidpo``; the key hashes the reference's weights, the
 tokenizer's ids of the prompts, ``n``, the settings and the seed) and a second evaluation against the same
 reference samples only the policy.
+
+Sampling and teacher-forced scoring are in :mod:`tidpo.eval.sampling`, reward functions in
+:mod:`tidpo.eval.rewards`; their public names are importable from here as well.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
-import inspect
 import json
 import logging
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from tidpo.eval.metrics import distinct_n, mean_and_ci, paired_difference, self_bleu, win_rate
+from tidpo.eval.rewards import RewardError, RewardFn, load_reward_fn, score_rewards
+from tidpo.eval.sampling import Sample, SamplingSettings, completion_scores, generate_samples
 from tidpo.files import write_text
+
+__all__ = [
+    "CACHE_VERSION",
+    "RewardError",
+    "RewardFn",
+    "Sample",
+    "SamplingSettings",
+    "completion_scores",
+    "diversity",
+    "format_generation_table",
+    "generate_samples",
+    "generation_report",
+    "load_reward_fn",
+    "reference_samples",
+    "score_rewards",
+]
 
 logger = logging.getLogger("tidpo")
 
-RewardFn = Callable[..., Sequence[float]]
 CACHE_VERSION = 1
-
-
-@dataclass
-class SamplingSettings:
-    """How completions are sampled. The defaults (temperature 1, no top-p/top-k) sample the model's own
-    distribution, which the KL estimate needs."""
-
-    max_new_tokens: int = 32
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    batch_size: int = 96
-
-    def __post_init__(self) -> None:
-        checks = (
-            ("max_new_tokens", self.max_new_tokens >= 1, ">= 1"),
-            ("temperature", self.temperature > 0 and math.isfinite(self.temperature), "> 0 and finite"),
-            ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
-            ("top_k", self.top_k >= 0, ">= 0 (0: off)"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-        )
-        for name, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"sampling setting {name} must be {rule}, got {getattr(self, name)}")
-
-    @property
-    def exact(self) -> bool:
-        """Samples come from the model's own distribution (temperature 1, no truncation)."""
-        return self.temperature == 1.0 and self.top_p == 1.0 and self.top_k == 0
-
-
-@dataclass
-class Sample:
-    """One completion: its prompt (and the prompt's index), the completion's token ids up to and including the
-    first EOS, its text (special tokens dropped), and the sampling model's own scores of it."""
-
-    prompt_index: int
-    prompt: str
-    token_ids: list[int]
-    text: str
-    logp: float = 0.0  # Σ_t log π(y_t | ...) under the model that sampled it
-    entropy: float = 0.0  # mean over the completion's tokens of the model's entropy at that step
-    reward: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-
-def load_reward_fn(spec: str) -> RewardFn:
-    """The function named ``module:function`` (e.g. ``tidpo.tasks.sentiment:reward``).
-
-    Raises:
-        ValueError: the name is not ``module:function``, the module cannot be imported, or it has no such callable.
-    """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"reward {spec!r} must be written module:function, e.g. tidpo.tasks.sentiment:reward")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"reward {spec!r}: cannot import module {module_name!r} ({err})") from err
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ValueError(f"reward {spec!r}: module {module_name!r} has no callable {attr!r}")
-    problem = _signature_problem(fn)
-    if problem is not None:
-        raise ValueError(
-            f"reward {spec!r}: {problem}; a reward is called as fn(prompts=[...], completions=[...]) and returns one "
-            "number per completion (TRL's reward functions); add **kwargs for what it does not use"
-        )
-    return fn
-
-
-def _signature_problem(fn) -> str | None:
-    """Why ``fn(prompts=..., completions=...)`` cannot be called, or None (also when there is no signature)."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):  # some builtins and extension functions: called as they are
-        return None
-    params = list(signature.parameters.values())
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        named = {"prompts", "completions"}
-    else:
-        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    missing = [name for name in ("prompts", "completions") if name not in named]
-    if missing:
-        return f"its parameters {signature} do not take {' and '.join(f'{m}=' for m in missing)}"
-    required = [
-        p.name for p in params
-        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        and p.name not in ("prompts", "completions")
-    ]  # fmt: skip
-    if required:
-        return f"its parameters {signature} also require {', '.join(required)}"
-    return None
-
-
-class RewardError(ValueError):
-    """A reward function returned something other than one finite number per completion."""
-
-
-def score_rewards(fn: RewardFn, prompts: list[str], completions: list[str], name: str = "reward") -> list[float]:
-    """``fn(prompts=..., completions=...)``, checked: one finite number per completion.
-
-    Raises:
-        RewardError: a value count that differs from the completions', or a value that is no finite number.
-    """
-    values = fn(prompts=prompts, completions=completions)
-    try:
-        values = list(values)
-    except TypeError as err:
-        raise RewardError(f"{name} returned {type(values).__name__}, not a list of numbers") from err
-    if len(values) != len(completions):
-        raise RewardError(f"{name} returned {len(values)} values for {len(completions)} completions")
-    numbers = []
-    for i, value in enumerate(values):  # Python, numpy and one-element torch numbers; no strings or booleans
-        try:
-            number = None if isinstance(value, str | bytes | bool) else float(value)
-        except (TypeError, ValueError):
-            number = None
-        if number is None or not math.isfinite(number):
-            raise RewardError(f"{name} returned {value!r} for completion {i} ({completions[i]!r}): not a finite number")
-        numbers.append(number)
-    return numbers
-
-
-@contextlib.contextmanager
-def _left_padded_eval(model, tokenizer):
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-
-
-@torch.no_grad()
-def generate_samples(
-    model, tokenizer, prompts: Sequence[str], n: int, settings: SamplingSettings, seed: int = 0
-) -> list[Sample]:
-    """``n`` completions per prompt, prompt-major (``n`` for prompt 0, then prompt 1, ...), batched with left
-    padding. ``torch.manual_seed(seed)`` once before the first batch, so a run is reproducible."""
-    from tqdm.auto import tqdm
-
-    if n < 1:
-        raise ValueError(f"samples per prompt must be >= 1, got {n}")
-    if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no EOS token: completions could not end")
-    torch.manual_seed(seed)
-    flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
-    samples: list[Sample] = []
-    device = next(model.parameters()).device
-    with _left_padded_eval(model, tokenizer):
-        for start in tqdm(range(0, len(flat), settings.batch_size), desc="sampling", leave=False):
-            chunk = flat[start : start + settings.batch_size]
-            batch = tokenizer([p for _, p in chunk], return_tensors="pt", padding=True).to(device)
-            out = model.generate(
-                **batch,
-                do_sample=True,
-                max_new_tokens=settings.max_new_tokens,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                top_k=settings.top_k,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            for (index, prompt), row in zip(chunk, out[:, batch["input_ids"].shape[1] :].tolist(), strict=True):
-                ids = _until_eos(row, tokenizer.eos_token_id)
-                samples.append(Sample(index, prompt, ids, tokenizer.decode(ids, skip_special_tokens=True)))
-    return samples
-
-
-def _until_eos(ids: list[int], eos: int) -> list[int]:
-    return ids[: ids.index(eos) + 1] if eos in ids else ids
-
-
-@torch.no_grad()
-def completion_scores(
-    model, tokenizer, samples: Sequence[Sample], temperature: float = 1.0, batch_size: int = 32
-) -> tuple[list[float], list[float]]:
-    """``(Σ_t log p(y_t), mean_t H_t)`` of each sample's completion under ``model`` (teacher forcing, the logits
-    divided by ``temperature`` as sampling did). ``H_t`` is the entropy (nats) of the model's distribution at
-    completion step ``t``."""
-    device = next(model.parameters()).device
-    logps: list[float] = []
-    entropies: list[float] = []
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(samples), batch_size):
-            chunk = samples[start : start + batch_size]
-            prompt_ids = [tokenizer(s.prompt)["input_ids"] for s in chunk]
-            rows = [p + s.token_ids for p, s in zip(prompt_ids, chunk, strict=True)]
-            width = max(len(r) for r in rows)
-            input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-            attention = torch.zeros((len(rows), width), dtype=torch.long)
-            target = torch.zeros((len(rows), width), dtype=torch.bool)
-            for i, (row, p) in enumerate(zip(rows, prompt_ids, strict=True)):
-                input_ids[i, : len(row)] = torch.tensor(row)
-                attention[i, : len(row)] = 1
-                target[i, len(p) : len(row)] = True
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
-            logprobs = torch.log_softmax(logits[:, :-1] / temperature, dim=-1)
-            mask = target[:, 1:].to(device)
-            labels = input_ids[:, 1:].to(device)
-            token_logp = logprobs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-            entropy = -(logprobs.exp() * logprobs).sum(-1)
-            for i in range(len(rows)):
-                m = mask[i]
-                count = int(m.sum())
-                logps.append(float(token_logp[i][m].sum()))
-                entropies.append(float(entropy[i][m].sum()) / count if count else 0.0)
-    finally:
-        model.train(was_training)
-    for i, (lp, h) in enumerate(zip(logps, entropies, strict=True)):
-        if not (math.isfinite(lp) and math.isfinite(h)):
-            raise FloatingPointError(f"completion {i}: non-finite log-probability {lp} or entropy {h}")
-    return logps, entropies
 
 
 def diversity(samples: Sequence[Sample]) -> dict:
@@ -360,24 +157,8 @@ def generation_report(
     with _as_reference(policy, reference) as ref:
         ref_samples, from_cache = reference_samples(ref, tokenizer, prompts, n, settings, seed, reward_fn, cache)
     samples = generate_samples(policy, tokenizer, prompts, n, settings, seed)
-    logps, entropies = completion_scores(policy, tokenizer, samples, settings.temperature)
-    with _as_reference(policy, reference) as ref:
-        ref_logps, _ = completion_scores(ref, tokenizer, samples, settings.temperature)
-    rewards = score_rewards(reward_fn, [s.prompt for s in samples], [s.text for s in samples])
-    for s, lp, h, r, rlp in zip(samples, logps, entropies, rewards, ref_logps, strict=True):
-        s.logp, s.entropy, s.reward = lp, h, r
-        s.extra["kl"] = lp - rlp
-    groups = [s.prompt_index for s in samples]
-    boot = {"confidence": confidence, "groups": groups}
-
-    def side(rows: list[Sample]) -> dict:
-        return {
-            "reward": mean_and_ci([s.reward for s in rows], **boot),
-            "positive_fraction": sum(s.reward > 0.05 for s in rows) / len(rows),
-            "entropy": sum(s.entropy for s in rows) / len(rows),
-            **diversity(rows),
-        }
-
+    _score_policy_samples(policy, reference, tokenizer, samples, settings.temperature, reward_fn)
+    boot = {"confidence": confidence, "groups": [s.prompt_index for s in samples]}
     return {
         "prompts": len(prompts),
         "samples_per_prompt": n,
@@ -386,23 +167,57 @@ def generation_report(
         "sampling": asdict(settings),
         "kl_unbiased": settings.exact,
         "reference_samples_cached": from_cache,
-        "policy": side(samples),
-        "reference": side(ref_samples),
+        **_comparison(samples, ref_samples, boot),
+        "samples": _paired_samples(samples, ref_samples),
+    }
+
+
+def _score_policy_samples(policy, reference, tokenizer, samples: list[Sample], temperature: float, reward_fn) -> None:
+    """Set each policy sample's ``logp``, ``entropy``, ``reward`` and ``extra["kl"]`` (its log-probability under
+    the policy minus that under the reference: the KL estimate's term)."""
+    logps, entropies = completion_scores(policy, tokenizer, samples, temperature)
+    with _as_reference(policy, reference) as ref:
+        ref_logps, _ = completion_scores(ref, tokenizer, samples, temperature)
+    rewards = score_rewards(reward_fn, [s.prompt for s in samples], [s.text for s in samples])
+    for s, lp, h, r, rlp in zip(samples, logps, entropies, rewards, ref_logps, strict=True):
+        s.logp, s.entropy, s.reward = lp, h, r
+        s.extra["kl"] = lp - rlp
+
+
+def _side(rows: list[Sample], boot: dict) -> dict:
+    """One model's summary: reward with its interval, positive share, mean entropy and diversity."""
+    return {
+        "reward": mean_and_ci([s.reward for s in rows], **boot),
+        "positive_fraction": sum(s.reward > 0.05 for s in rows) / len(rows),
+        "entropy": sum(s.entropy for s in rows) / len(rows),
+        **diversity(rows),
+    }
+
+
+def _comparison(samples: list[Sample], ref_samples: list[Sample], boot: dict) -> dict:
+    """Both models' summaries, the paired reward difference, the win rate and the KL estimate."""
+    return {
+        "policy": _side(samples, boot),
+        "reference": _side(ref_samples, boot),
         "reward_difference": paired_difference([s.reward for s in samples], [s.reward for s in ref_samples], **boot),
         "win_rate": win_rate([s.reward for s in samples], [s.reward for s in ref_samples]),
         "kl": mean_and_ci([s.extra["kl"] for s in samples], **boot),
-        "samples": [
-            {
-                "prompt": s.prompt,
-                "policy": s.text,
-                "policy_reward": s.reward,
-                "reference": r.text,
-                "reference_reward": r.reward,
-                "kl": s.extra["kl"],
-            }
-            for s, r in zip(samples, ref_samples, strict=True)
-        ],
     }
+
+
+def _paired_samples(samples: list[Sample], ref_samples: list[Sample]) -> list[dict]:
+    """Completion ``k`` of each prompt from both models, side by side."""
+    return [
+        {
+            "prompt": s.prompt,
+            "policy": s.text,
+            "policy_reward": s.reward,
+            "reference": r.text,
+            "reference_reward": r.reward,
+            "kl": s.extra["kl"],
+        }
+        for s, r in zip(samples, ref_samples, strict=True)
+    ]
 
 
 def format_generation_table(report: dict) -> str:

@@ -82,8 +82,7 @@ def importance_recovery(explanation, relevance: Relevance, seed: int = 0) -> dic
         aucs = [roc_auc(v, m) for v, m in zip(values, labels, strict=True) if 0 < sum(m) < len(m)]
         flat_v = [x for v in values for x in v]
         flat_m = [x for m in labels for x in m]
-        shares = [(v[-1] / sum(v), sum(x for x, y in zip(v, m, strict=True) if y) / sum(v))
-                  for v, m in zip(values, labels, strict=True) if sum(v) > 0]  # fmt: skip
+        shares = [_shares(v, m) for v, m in zip(values, labels, strict=True) if sum(v) > 0]
         result[name] = {
             "auc": sum(aucs) / len(aucs) if aucs else None,
             "auc_pooled": roc_auc(flat_v, flat_m) if 0 < sum(flat_m) < len(flat_m) else None,
@@ -91,3 +90,8 @@ def importance_recovery(explanation, relevance: Relevance, seed: int = 0) -> dic
             "relevant_share": sum(s[1] for s in shares) / len(shares),
         }
     return result
+
+
+def _shares(values: list[float], marks: list[bool]) -> tuple[float, float]:
+    """The shares of a response's total weight on its last token (the EOS) and on its relevant tokens."""
+    return values[-1] / sum(values), sum(x for x, y in zip(values, marks, strict=True) if y) / sum(values)

@@ -183,22 +183,29 @@ def mean_and_ci(
     if groups is None:
         means = [math.fsum(rng.choices(data, k=n)) / n for _ in range(n_resamples)]
     else:
-        if isinstance(groups, (str, bytes)):
-            raise TypeError("groups must be a sequence of group labels, not a string")
-        _same_length("values", data, "groups", groups)
-        members: dict[Hashable, list[float]] = {}
-        for value, group in zip(data, groups, strict=True):
-            members.setdefault(group, []).append(value)
-        sums = [math.fsum(m) for m in members.values()]
-        counts = [len(m) for m in members.values()]
-        units = range(len(sums))
-        means = []
-        for _ in range(n_resamples):
-            drawn = rng.choices(units, k=len(sums))
-            means.append(math.fsum(sums[u] for u in drawn) / sum(counts[u] for u in drawn))
+        means = _cluster_means(rng, data, groups, n_resamples)
     means.sort()
     lo, hi = _percentile_indices(confidence, n_resamples)
     return {"mean": math.fsum(data) / n, "low": means[lo], "high": means[hi], "n": n}
+
+
+def _cluster_means(rng: random.Random, data: list[float], groups: Sequence[Hashable], n_resamples: int) -> list[float]:
+    """The means of ``n_resamples`` cluster-bootstrap resamples (groups drawn with replacement, all their values
+    kept), in draw order."""
+    if isinstance(groups, (str, bytes)):
+        raise TypeError("groups must be a sequence of group labels, not a string")
+    _same_length("values", data, "groups", groups)
+    members: dict[Hashable, list[float]] = {}
+    for value, group in zip(data, groups, strict=True):
+        members.setdefault(group, []).append(value)
+    sums = [math.fsum(m) for m in members.values()]
+    counts = [len(m) for m in members.values()]
+    units = range(len(sums))
+    means = []
+    for _ in range(n_resamples):
+        drawn = rng.choices(units, k=len(sums))
+        means.append(math.fsum(sums[u] for u in drawn) / sum(counts[u] for u in drawn))
+    return means
 
 
 def paired_difference(

@@ -1,7 +1,6 @@
-"""Drawing an :class:`~tidpo.eval.explain.Explanation`: one self-contained HTML page and a PNG overview.
+"""Drawing an :class:`~tidpo.eval.explanation.Explanation`: one self-contained HTML page (here) and a PNG overview
+(:mod:`tidpo.eval.png`, re-exported), both shaded on the colour scale of :mod:`tidpo.eval.shading`.
 
-Colour scale (both outputs): a token's value ``v`` (its weight ``w``, or a component's share × ``T``, where 1 is an
-even share) is shaded on ``log2 v``: white at 1, orange up to ``v ≥ 4``, blue-grey down to ``v ≤ 1/4``.
 The HTML page needs no script and no external file: per-pair tabs are radio buttons and CSS, and each token's
 three shades are CSS variables on its one ``<span>``.
 """
@@ -9,36 +8,53 @@ three shades are CSS variables on its one ``<span>``.
 from __future__ import annotations
 
 import html
-import math
 import re
 from pathlib import Path
 
-from tidpo.eval.explain import Explanation, PairExplanation, ResponseExplanation
-from tidpo.files import replacing, write_text
+from tidpo.eval.explanation import Explanation, PairExplanation, ResponseExplanation
+from tidpo.eval.png import (
+    PNG_CHAR_IN,
+    PNG_FONT,
+    PNG_FONT_SIZE,
+    PNG_GAP_CHARS,
+    PNG_LINE_IN,
+    PNG_MAX_LINES,
+    PNG_PANEL_CHARS,
+    PNG_TOKEN_CHARS,
+    Box,
+    render_png,
+)
+from tidpo.eval.shading import BLUE_GREY, ORANGE, SCALE_OCTAVES, last_token_name, shade_fraction, shade_hex, shade_rgb
+from tidpo.files import write_text
 
-ORANGE = (255, 150, 40)  # v >= 4
-BLUE_GREY = (118, 142, 175)  # v <= 1/4
-SCALE_OCTAVES = 2.0  # log2 v at which the shade saturates
+__all__ = [
+    "BLUE_GREY",
+    "CSS",
+    "LEGEND_VALUES",
+    "ORANGE",
+    "PNG_CHAR_IN",
+    "PNG_FONT",
+    "PNG_FONT_SIZE",
+    "PNG_GAP_CHARS",
+    "PNG_LINE_IN",
+    "PNG_MAX_LINES",
+    "PNG_PANEL_CHARS",
+    "PNG_TOKEN_CHARS",
+    "PROMPT_TAIL_CHARS",
+    "SCALE_OCTAVES",
+    "VIEWS",
+    "Box",
+    "render_html",
+    "render_png",
+    "shade_fraction",
+    "shade_hex",
+    "shade_rgb",
+    "write_explanation",
+]
+
 LEGEND_VALUES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 PROMPT_TAIL_CHARS = 300
 VIEWS = (("w", "weight w"), ("g", "gradient I/ΣI"), ("p", "prior P"))
-
-
-def shade_fraction(value: float) -> float:
-    """``log2 value / 2`` clipped to [-1, 1]: -1 blue-grey, 0 white, 1 orange."""
-    if not math.isfinite(value):
-        return 1.0
-    return max(-1.0, min(1.0, math.log2(max(value, 1e-9)) / SCALE_OCTAVES))
-
-
-def shade_rgb(value: float) -> tuple[int, int, int]:
-    t = shade_fraction(value)
-    end = ORANGE if t >= 0 else BLUE_GREY
-    return tuple(round(255 + abs(t) * (c - 255)) for c in end)
-
-
-def shade_hex(value: float) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*shade_rgb(value))
 
 
 def _component_values(side: ResponseExplanation) -> dict[str, list[float]]:
@@ -102,11 +118,6 @@ def _token_title(text: str, side: ResponseExplanation, i: int) -> str:
     return _e("\n".join(lines)).replace("\n", "&#10;")
 
 
-def _last_token(side: ResponseExplanation) -> str:
-    """How summaries name the last token: the response's EOS unless ``max_length`` cut the response."""
-    return "last token" if side.tokens_cut else "final EOS"
-
-
 def _side_html(label: str, side: ResponseExplanation) -> str:
     values = _component_values(side)
     spans = []
@@ -120,7 +131,7 @@ def _side_html(label: str, side: ResponseExplanation) -> str:
     items = [
         f"{side.num_tokens} tokens",
         f"max w {side.max_weight:.2f}",
-        f"{_last_token(side)} w {side.weights[-1]:.2f}",
+        f"{last_token_name(side)} w {side.weights[-1]:.2f}",
         f"effective tokens (Σw)²/Σw² {side.effective_tokens:.1f} of {side.num_tokens}",
         f"log p {total_logp:.1f} (mean {total_logp / max(side.num_tokens, 1):.2f})",
     ]
@@ -195,132 +206,6 @@ def render_html(explanation: Explanation) -> str:
         f'<h1>TI-DPO token weights</h1><p class="help">{_e(help_text)}</p>'
         f'<div class="settings">{_e(settings)}</div>{_legend_html()}{body}</body></html>\n'
     )
-
-
-# ---- PNG ----------------------------------------------------------------------------------------------------
-PNG_FONT = "DejaVu Sans Mono"
-PNG_FONT_SIZE = 9.0
-PNG_CHAR_IN = 0.6021 * PNG_FONT_SIZE / 72  # advance width of one monospace character, inches
-PNG_LINE_IN = 1.9 * PNG_FONT_SIZE / 72
-PNG_PANEL_CHARS = 78  # characters per line in each of the two columns
-PNG_GAP_CHARS = 5
-PNG_MAX_LINES = 14  # token lines per response; the rest is summarised
-PNG_TOKEN_CHARS = 22  # longer tokens are shortened
-
-
-def _font_charset() -> set[int]:
-    from matplotlib import font_manager
-    from matplotlib.ft2font import FT2Font
-
-    path = font_manager.findfont(font_manager.FontProperties(family=PNG_FONT), fallback_to_default=True)
-    return set(FT2Font(path).get_charmap())
-
-
-def _in_font(text: str, charset: set[int]) -> str:
-    return "".join(ch if ord(ch) in charset else "□" for ch in text)
-
-
-def _png_label(text: str, charset: set[int]) -> str:
-    text = _in_font(text.replace("\n", "↵").replace("\t", "→").replace("\r", ""), charset) or "·"
-    return text if len(text) <= PNG_TOKEN_CHARS else text[: PNG_TOKEN_CHARS - 1] + "…"
-
-
-Box = tuple[int, float, str, float]  # (line, x in characters, label, weight)
-
-
-def _layout(side: ResponseExplanation, charset: set[int]) -> tuple[list[Box], int]:
-    """Token boxes wrapped at ``PNG_PANEL_CHARS`` (a token with a newline ends its line), and the lines used."""
-    boxes, line, x = [], 0, 0.0
-    for text, weight in zip(side.tokens, side.weights, strict=True):
-        label = _png_label(text, charset)
-        if x > 0 and x + len(label) > PNG_PANEL_CHARS:
-            line, x = line + 1, 0.0
-        if line >= PNG_MAX_LINES:
-            break
-        boxes.append((line, x, label, weight))
-        x += len(label) + 0.35
-        if "\n" in text:
-            line, x = line + 1, 0.0
-    lines = min(line + (x > 0), PNG_MAX_LINES)
-    return boxes, lines + (len(boxes) < side.num_tokens)  # one more line for the "not shown" note
-
-
-def render_png(explanation: Explanation, path: str | Path, max_pairs: int = 4, dpi: int = 130) -> Path:
-    """Token boxes shaded by weight for the first ``max_pairs`` pairs, chosen left and rejected right.
-
-    One axis unit is one character of the monospace font and one text line, so boxes fit their labels exactly.
-    """
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
-
-    charset = _font_charset()
-    pairs = explanation.pairs[:max_pairs]
-    layouts = [[_layout(side, charset) for side in (p.chosen, p.rejected)] for p in pairs]
-    heights = [3 + max(lines for _, lines in sides) for sides in layouts]  # prompt + summary + blank line
-    width_chars = 2 * PNG_PANEL_CHARS + PNG_GAP_CHARS
-    margin_in, top_in, bottom_in = 0.3, 0.55, 0.85
-    fig_w = width_chars * PNG_CHAR_IN + 2 * margin_in
-    fig_h = top_in + sum(heights) * PNG_LINE_IN + bottom_in
-    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="white")
-    title = (
-        f"TI-DPO token weights w (mean 1 per response)   λ = {explanation.mix:g}, σ = T/{explanation.sigma_div:g}, "
-        f"span = {explanation.span}   {explanation.model}"
-    )
-    fig.text(margin_in / fig_w, 1 - 0.3 / fig_h, title, fontsize=11, fontweight="bold", va="center", parse_math=False)
-    y_in = fig_h - top_in
-    for k, (pair, sides, height) in enumerate(zip(pairs, layouts, heights, strict=True)):
-        y_in -= height * PNG_LINE_IN
-        rect = (margin_in / fig_w, y_in / fig_h, width_chars * PNG_CHAR_IN / fig_w, height * PNG_LINE_IN / fig_h)
-        ax = fig.add_axes(rect)
-        ax.set_xlim(0, width_chars)
-        ax.set_ylim(height, 0)
-        ax.axis("off")
-        prompt = _in_font(" ".join(pair.prompt.split())[-(width_chars - 30) :], charset)  # its end, on one line
-        ax.text(0, 0.5, f"pair {k + 1} (row {pair.row + 1})  prompt …{prompt}", color="#666", **_TEXT)
-        for column, (name, side, (boxes, _)) in enumerate(
-            zip(("chosen", "rejected"), (pair.chosen, pair.rejected), sides, strict=True)
-        ):
-            _draw_side(ax, column * (PNG_PANEL_CHARS + PNG_GAP_CHARS), name, side, boxes)
-    _draw_colorbar(fig)
-    path = Path(path)
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
-    return path
-
-
-_TEXT = {"family": PNG_FONT, "fontsize": PNG_FONT_SIZE, "va": "center", "ha": "left", "parse_math": False}
-
-
-def _draw_side(ax, x0: float, name: str, side: ResponseExplanation, boxes: list[Box]) -> None:
-    from matplotlib.patches import Rectangle
-
-    summary = (
-        f"{name}: {side.num_tokens} tokens, max w {side.max_weight:.2f}, "
-        f"effective {side.effective_tokens:.1f}, {_last_token(side)} w {side.weights[-1]:.2f}"
-    )
-    ax.text(x0, 1.5, summary, fontweight="bold", **_TEXT)
-    if len(boxes) < side.num_tokens:
-        note = f"… {side.num_tokens - len(boxes)} more tokens: see explain.html"
-        ax.text(x0, 2.5 + boxes[-1][0] + 1, note, color="#666", **_TEXT)
-    for line, x, label, weight in boxes:
-        y = 2.5 + line
-        box = Rectangle((x0 + x - 0.1, y - 0.42), len(label) + 0.2, 0.84, facecolor=shade_hex(weight))
-        box.set(edgecolor="#b5b5b5", linewidth=0.4)
-        ax.add_patch(box)
-        ax.text(x0 + x, y, label, color="#111", **_TEXT)
-
-
-def _draw_colorbar(fig) -> None:
-    import numpy as np
-    from matplotlib.colors import ListedColormap
-
-    steps = np.linspace(-SCALE_OCTAVES, SCALE_OCTAVES, 256)  # log2 w
-    cmap = ListedColormap([tuple(c / 255 for c in shade_rgb(2.0**s)) for s in steps])
-    fig_h = fig.get_figheight()
-    ax = fig.add_axes((0.3, 0.35 / fig_h, 0.4, 0.16 / fig_h))
-    ax.imshow(steps[None, :], aspect="auto", cmap=cmap, extent=(-SCALE_OCTAVES, SCALE_OCTAVES, 0, 1))
-    ax.set_xticks([-2, -1, 0, 1, 2], ["≤ 0.25", "0.5", "1", "2", "≥ 4"], fontsize=8)
-    ax.set_yticks([])
-    ax.set_title("w: orange = more important than average, blue-grey = less", fontsize=8.5, pad=3)
 
 
 # ---- all outputs --------------------------------------------------------------------------------------------

@@ -147,8 +147,10 @@ class MetricsJsonlCallback(TrainerCallback):
             kept.append(line)
         if dropped:
             write_text(self.path, "".join(line + "\n" for line in kept))
-            logger.warning(f"{self.path}: dropped {dropped} line(s) logged after step {state.global_step}, the "
-                           "checkpoint resumed from")  # fmt: skip
+            logger.warning(
+                f"{self.path}: dropped {dropped} line(s) logged after step {state.global_step}, the "
+                "checkpoint resumed from"
+            )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -178,8 +180,15 @@ class LogCompletionsCallback(TrainerCallback):
         path: the file; default ``<output_dir>/completions.jsonl``.
     """
 
-    def __init__(self, prompts, num_prompts: int = 4, max_new_tokens: int = 32, temperature: float = 1.0,
-                 seed: int = 0, path: str | Path | None = None):  # fmt: skip
+    def __init__(
+        self,
+        prompts,
+        num_prompts: int = 4,
+        max_new_tokens: int = 32,
+        temperature: float = 1.0,
+        seed: int = 0,
+        path: str | Path | None = None,
+    ):
         if num_prompts < 1:
             raise ValueError(f"num_prompts must be >= 1, got {num_prompts}")
         from tidpo.eval.generation import SamplingSettings
@@ -196,11 +205,7 @@ class LogCompletionsCallback(TrainerCallback):
             if "prompt" not in self.prompts.column_names:
                 raise ValueError("LogCompletionsCallback needs prompts: the dataset has no 'prompt' column")
             rows = self.prompts.select(range(min(self.num_prompts, len(self.prompts))))["prompt"]
-        return [
-            row if isinstance(row, str)
-            else tokenizer.apply_chat_template(row, tokenize=False, add_generation_prompt=True)
-            for row in rows
-        ]  # fmt: skip
+        return [_prompt_text(tokenizer, row) for row in rows]
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
         import torch
@@ -222,3 +227,10 @@ class LogCompletionsCallback(TrainerCallback):
         lines = [f"completions at step {state.global_step} ({path}):"]
         lines += [f"  {s.prompt[-60:]!r} -> {s.text[:100]!r}" for s in samples]
         tqdm.write("\n".join(lines))
+
+
+def _prompt_text(tokenizer, prompt) -> str:
+    """A prompt as text: a string as it is, a conversation through the chat template with the generation prompt."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)

@@ -21,7 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from tidpo.importance.attribution import last_token_index
-from tidpo.lm_head import HeadWorkspace, gather_predicting, head_token_stats, logits_summary, to_token_frame
+from tidpo.lm_head import (
+    HeadStats,
+    HeadWorkspace,
+    gather_predicting,
+    head_token_stats,
+    logits_summary,
+    to_token_frame,
+)
 from tidpo.ops import per_token_kl, per_token_logps
 
 # config attributes with which a model changes its logits after the LM head
@@ -168,11 +175,18 @@ class ChunkedHead(FullLogitsHead):
             workspace=self.workspace,
             with_summary=summary,
         )
-        frame = [None if v is None else to_token_frame(v, completion_mask) for v in (stats.logps, stats.ref_logps,
-                                                                                       stats.kl)]  # fmt: skip
-        extra = None if stats.summary is None else {k: to_token_frame(v, completion_mask)
-                                                    for k, v in stats.summary.items()}  # fmt: skip
-        return TokenStats(*frame, extra)
+        return _token_frames(stats, completion_mask)
+
+
+def _token_frames(stats: HeadStats, completion_mask: Tensor) -> TokenStats:
+    """The chunked head's per-response-token rows ``(N,)`` scattered to the token frame ``(B, L)``."""
+
+    def frame(values: Tensor | None) -> Tensor | None:
+        return None if values is None else to_token_frame(values, completion_mask)
+
+    logps, ref_logps, kl = (frame(values) for values in (stats.logps, stats.ref_logps, stats.kl))
+    extra = None if stats.summary is None else {key: frame(values) for key, values in stats.summary.items()}
+    return TokenStats(logps, ref_logps, kl, extra)
 
 
 def project(hidden: Tensor, weight: Tensor) -> Tensor:

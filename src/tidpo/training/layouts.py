@@ -158,7 +158,7 @@ class PackedRows(PaddedRows):
         """The embeddings are captured in the padded frame ``(2B, L, D)`` (unpacked from the forward's packed
         lookup, then packed again as its input), so the attributions come out per padded row."""
         module, mask = self.unwrap(model), batch["attention_mask"]
-        rows = packing.PackedRows.from_mask(mask, one_row=packing.is_flash(module.config))
+        rows = packing.RowPacking.from_mask(mask, one_row=packing.is_flash(module.config))
         if rows is None:
             return super().embedded_rows_forward(model, batch, make)
         with captured_embeddings(module, lambda e: make(rows.unpack(e)), feed=rows.pack) as embeds:

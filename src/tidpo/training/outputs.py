@@ -108,16 +108,36 @@ def write_run_files(trainer, folder: Path, metrics_dir: Path | None = None) -> N
 SETTINGS_FILE = "tidpo_config.json"
 # the method settings `tidpo eval` / `tidpo explain` take from the folder of a trained model (docs/method.md §5)
 SETTINGS = (
-    "preset", "baseline", "beta", "kl_mode", "kl_weight", "triplet_weight", "triplet_margin", "importance",
-    "importance_mix", "prior_sigma_div", "weight_span", "weight_norm", "attribution_target", "max_length",
-)  # fmt: skip
+    "preset",
+    "baseline",
+    "beta",
+    "kl_mode",
+    "kl_weight",
+    "triplet_weight",
+    "triplet_margin",
+    "importance",
+    "importance_mix",
+    "prior_sigma_div",
+    "weight_span",
+    "weight_norm",
+    "attribution_target",
+    "max_length",
+)
 
 
 # what else a resumed run must share with the run it continues, for the exact resume (checked with a warning)
 RESUME_SETTINGS = (
-    *SETTINGS, "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "seed", "data_seed",
-    "lr_scheduler_type", "warmup_steps", "weight_decay", "optim",
-)  # fmt: skip
+    *SETTINGS,
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "seed",
+    "data_seed",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "optim",
+)
 
 
 def _settings(config, names) -> dict:

@@ -29,7 +29,7 @@ def is_flash(config) -> bool:
 
 
 @dataclass
-class PackedRows:
+class RowPacking:
     """Where each real token of a ``(B, L)`` batch sits in the packed ``(R, C)`` layout."""
 
     index: Tensor  # (T,) flat positions of the real tokens in the padded layout, row-major
@@ -39,53 +39,26 @@ class PackedRows:
     packed_shape: tuple[int, int]  # (R, C)
 
     @classmethod
-    def from_mask(cls, attention_mask: Tensor, one_row: bool = False) -> PackedRows | None:
+    def from_mask(cls, attention_mask: Tensor, one_row: bool = False) -> RowPacking | None:
         """The packing of ``attention_mask``'s rows (each row's real tokens must be contiguous), or None when it
         would save nothing: every row already full, or no two sequences fitting one row."""
         batch, length = attention_mask.shape
-        mask = attention_mask.bool().cpu()
-        counts = mask.sum(-1)
-        starts = mask.int().argmax(-1)
-        ends = length - mask.flip(-1).int().argmax(-1)
-        for row in range(batch):
-            if counts[row] == 0:
-                raise ValueError(f"padding_free: row {row} of the batch has no tokens")
-            if ends[row] - starts[row] != counts[row]:
-                raise ValueError(
-                    f"padding_free: row {row}'s tokens are not contiguous (padding inside the sequence); packing "
-                    "needs each row to be one run of tokens with padding only before or after it"
-                )
+        counts, starts = _sequence_spans(attention_mask)
         total = int(counts.sum())
         if total == batch * length:
             return None
         capacity = total if one_row else length
-        fill: list[int] = []  # tokens placed in each packed row so far
-        place = [0] * batch  # (packed row, offset) of each sequence
-        for row in sorted(range(batch), key=lambda r: -int(counts[r])):
-            n = int(counts[row])
-            target = next((k for k, used in enumerate(fill) if used + n <= capacity), len(fill))
-            if target == len(fill):
-                fill.append(0)
-            place[row] = (target, fill[target])
-            fill[target] += n
-        if len(fill) == batch:
+        placement = _first_fit(counts, capacity)
+        if len(placement.fill) == batch:
             return None
-        index, slots, positions = [], [], torch.zeros(len(fill), capacity, dtype=torch.long)
-        for row in range(batch):
-            n, (target, offset) = int(counts[row]), place[row]
-            span = torch.arange(n)
-            index.append(row * length + int(starts[row]) + span)
-            slots.append(target * capacity + offset + span)
-            positions[target, offset : offset + n] = span
-        for target, used in enumerate(fill):  # filler after the last sequence: its own sequence from position 0
-            positions[target, used:] = torch.arange(capacity - used)
+        index, slots, positions = _token_maps(counts, starts, placement, length, capacity)
         device = attention_mask.device
         return cls(
-            index=torch.cat(index).to(device),
-            slots=torch.cat(slots).to(device),
+            index=index.to(device),
+            slots=slots.to(device),
             position_ids=positions.to(device),
             shape=(batch, length),
-            packed_shape=(len(fill), capacity),
+            packed_shape=(len(placement.fill), capacity),
         )
 
     def pack(self, values: Tensor) -> Tensor:
@@ -108,12 +81,75 @@ class PackedRows:
         return self.packed_shape[0] * self.packed_shape[1] / (self.shape[0] * self.shape[1])
 
 
+def _sequence_spans(attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's token count and first token position ``(B,)`` each, on the CPU.
+
+    Raises:
+        ValueError: a row without tokens, or one whose tokens are not a single run.
+    """
+    length = attention_mask.shape[1]
+    mask = attention_mask.bool().cpu()
+    counts = mask.sum(-1)
+    starts = mask.int().argmax(-1)
+    ends = length - mask.flip(-1).int().argmax(-1)
+    for row in range(attention_mask.shape[0]):
+        if counts[row] == 0:
+            raise ValueError(f"padding_free: row {row} of the batch has no tokens")
+        if ends[row] - starts[row] != counts[row]:
+            raise ValueError(
+                f"padding_free: row {row}'s tokens are not contiguous (padding inside the sequence); packing "
+                "needs each row to be one run of tokens with padding only before or after it"
+            )
+    return counts, starts
+
+
+@dataclass
+class _Placement:
+    """First-fit placement of the sequences: tokens used in each packed row, and each sequence's
+    ``(packed row, offset)``."""
+
+    fill: list[int]
+    place: list[tuple[int, int]]
+
+
+def _first_fit(counts: Tensor, capacity: int) -> _Placement:
+    """Sequences placed first-fit in decreasing length into packed rows of ``capacity`` tokens."""
+    batch = counts.shape[0]
+    fill: list[int] = []
+    place = [0] * batch
+    for row in sorted(range(batch), key=lambda r: -int(counts[r])):
+        n = int(counts[row])
+        target = next((k for k, used in enumerate(fill) if used + n <= capacity), len(fill))
+        if target == len(fill):
+            fill.append(0)
+        place[row] = (target, fill[target])
+        fill[target] += n
+    return _Placement(fill, place)
+
+
+def _token_maps(
+    counts: Tensor, starts: Tensor, placement: _Placement, length: int, capacity: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(index, slots, position_ids)`` of :class:`RowPacking` (on the CPU) for the sequences as placed."""
+    fill = placement.fill
+    index, slots, positions = [], [], torch.zeros(len(fill), capacity, dtype=torch.long)
+    for row in range(counts.shape[0]):
+        n, (target, offset) = int(counts[row]), placement.place[row]
+        span = torch.arange(n)
+        index.append(row * length + int(starts[row]) + span)
+        slots.append(target * capacity + offset + span)
+        positions[target, offset : offset + n] = span
+    for target, used in enumerate(fill):  # filler after the last sequence: its own sequence from position 0
+        positions[target, used:] = torch.arange(capacity - used)
+    return torch.cat(index), torch.cat(slots), positions
+
+
 def packed_forward(model: nn.Module, attention_mask: Tensor, config=None, **inputs):
     """``model(**inputs)`` over ``attention_mask``'s rows packed without padding, outputs ``.logits`` unpacked
     to the padded layout; a plain padded call when packing saves nothing. ``inputs`` holds ``input_ids`` or
     ``inputs_embeds`` ``(B, L, ·)`` and keyword arguments such as ``use_cache``; ``config`` is the model's
     config (default ``model.config``; pass it when ``model`` is a DDP wrapper, which has none)."""
-    packing = PackedRows.from_mask(attention_mask, one_row=is_flash(config or model.config))
+    packing = RowPacking.from_mask(attention_mask, one_row=is_flash(config or model.config))
     if packing is None:
         return model(attention_mask=attention_mask, **inputs).logits
     for key in ("input_ids", "inputs_embeds"):
@@ -135,16 +171,7 @@ def packing_problem(model: nn.Module, lengths: tuple[int, int] = (5, 7)) -> str 
     was_training = model.training
     model.eval()
     try:
-        alone = [model(input_ids=x[None], use_cache=False).logits[0].float() for x in ids]
-        packed = (
-            model(
-                input_ids=torch.cat(ids)[None],
-                position_ids=torch.cat([torch.arange(n, device=device) for n in lengths])[None],
-                use_cache=False,
-            )
-            .logits[0]
-            .float()
-        )
+        alone, packed = _alone_and_packed(model, ids, lengths, device)
     except Exception as error:  # noqa: BLE001 - any failure means: cannot pack
         return f"a packed forward failed ({type(error).__name__}: {error})"
     finally:
@@ -160,3 +187,18 @@ def packing_problem(model: nn.Module, lengths: tuple[int, int] = (5, 7)) -> str 
             f"{error:.2g} from running them alone)"
         )
     return None
+
+
+def _alone_and_packed(model: nn.Module, ids: list[Tensor], lengths, device) -> tuple[list[Tensor], Tensor]:
+    """fp32 logits of the sequences ``ids`` (of ``lengths`` tokens) run one by one, and run packed into one row."""
+    alone = [model(input_ids=x[None], use_cache=False).logits[0].float() for x in ids]
+    packed = (
+        model(
+            input_ids=torch.cat(ids)[None],
+            position_ids=torch.cat([torch.arange(n, device=device) for n in lengths])[None],
+            use_cache=False,
+        )
+        .logits[0]
+        .float()
+    )
+    return alone, packed

@@ -85,32 +85,50 @@ def from_dpo_config(config, **overrides) -> TIDPOConfig:
         ValueError: a ``DPOConfig`` field is set to a value tidpo cannot honour (the message names it), or is a
             field this version of tidpo does not know, set away from its default.
     """
-    values = {}
+    values = _changed_training_arguments(config)
     trainer_fields = {f.name for f in fields(TrainingArguments)}
-    for f in fields(TrainingArguments):
-        if f.init and f.name not in OWN:
-            value = _plain(getattr(config, f.name))
-            if value != _plain(_default(f)):
-                values[f.name] = list(value) if isinstance(value, tuple) else value
     for f in fields(type(config)):
         if f.name in trainer_fields or not f.init:
             continue
         value = _plain(getattr(config, f.name))
         if f.name in CARRIED:
-            values[f.name] = list(value) if isinstance(value, tuple) else value
-        elif f.name in REQUIRED:
-            allowed, why = REQUIRED[f.name]
-            if value not in allowed:
-                raise ValueError(f"DPOConfig.{f.name}={getattr(config, f.name)!r} cannot be honoured by tidpo: {why}")
-        elif f.name in IGNORED:
-            if value != _plain(_default(f)):
-                warnings.warn(f"DPOConfig.{f.name} is ignored: {IGNORED[f.name]}", UserWarning, stacklevel=3)
-        elif f.name not in ONLY_WITH and value != _plain(_default(f)):
-            raise ValueError(
-                f"DPOConfig.{f.name}={getattr(config, f.name)!r} is a TRL option this version of tidpo does not know; "
-                f"leave it at its default ({_default(f)!r})"
-            )
+            values[f.name] = _as_list(value)
+        else:
+            _check_uncarried(config, f, value)
     if values.get("ddp_find_unused_parameters") is None:
         values.pop("ddp_find_unused_parameters", None)  # tidpo's own default (False) stands
     values.update(overrides)
     return TIDPOConfig(**values)
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _changed_training_arguments(config) -> dict:
+    """The ``TrainingArguments`` fields of ``config`` set away from their defaults (tidpo's own ones left out)."""
+    values = {}
+    for f in fields(TrainingArguments):
+        if f.init and f.name not in OWN:
+            value = _plain(getattr(config, f.name))
+            if value != _plain(_default(f)):
+                values[f.name] = _as_list(value)
+    return values
+
+
+def _check_uncarried(config, f, value) -> None:
+    """A ``DPOConfig`` field that is not carried over: refused unless at a value that means what tidpo does,
+    warned about when it is a speed-only setting away from its default."""
+    if f.name in REQUIRED:
+        allowed, why = REQUIRED[f.name]
+        if value not in allowed:
+            raise ValueError(f"DPOConfig.{f.name}={getattr(config, f.name)!r} cannot be honoured by tidpo: {why}")
+    elif f.name in IGNORED:
+        if value != _plain(_default(f)):
+            # stacklevel 4: the caller of from_dpo_config's caller, as when from_dpo_config warned itself
+            warnings.warn(f"DPOConfig.{f.name} is ignored: {IGNORED[f.name]}", UserWarning, stacklevel=4)
+    elif f.name not in ONLY_WITH and value != _plain(_default(f)):
+        raise ValueError(
+            f"DPOConfig.{f.name}={getattr(config, f.name)!r} is a TRL option this version of tidpo does not know; "
+            f"leave it at its default ({_default(f)!r})"
+        )
