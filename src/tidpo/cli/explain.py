@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tidpo.cli.common import CLIError
 from tidpo.cli.options import DATASET, MODEL, ON_BAD_ROW, SPLIT
+from tidpo.importance.targets import ATTRIBUTION_TARGETS, TARGETS
 from tidpo.importance.weights import SPANS
 
 # The paper preset's values (docs/method.md §5); tests/cli/test_explain.py checks them against TIDPOConfig's
@@ -64,9 +65,10 @@ def _add_weight_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--attribution_target",
-        choices=("max_logit", "response_logp"),
-        help="what the attribution differentiates: Eq. 5's largest EOS logit or the response's log-prob "
-        f"(default: {AS_TRAINED}, else max_logit)",
+        choices=ATTRIBUTION_TARGETS,
+        help="what the attribution differentiates: "
+        + "; ".join(f"{name}: {target.help}" for name, target in TARGETS.items())
+        + f" (default: {AS_TRAINED}, else max_logit)",
     )
     parser.add_argument(
         "--max_length", type=int, help=f"prompt + response tokens kept per row (default: {AS_TRAINED}, else 512)"

@@ -195,7 +195,7 @@ def _check_kept(trainer, max_length: int) -> None:
 
 def train(run: TrainRun, argv: list[str]) -> int:
     """Train, evaluate, save, plot and write the model card; print where everything is."""
-    from tidpo.training.trainer import NonFiniteError
+    from tidpo.training.nonfinite import NonFiniteError
 
     start = time.perf_counter()
     resume = check_output_dir(run)

@@ -15,6 +15,7 @@ from transformers import HfArgumentParser
 from tidpo.cli.launch import profiles
 from tidpo.cli.options import DATASET, MODEL, ON_BAD_ROW, SPLIT, ErrorsAsCLIError
 from tidpo.hub import DTYPES
+from tidpo.losses.kl_modes import KL_MODE_TABLE
 from tidpo.training.config import BASELINES, CHOICES, PRESETS, TIDPOConfig
 
 DESCRIPTION = """\
@@ -268,6 +269,7 @@ def _describe_method_options(group: argparse._ArgumentGroup) -> None:
                     by_value.setdefault(_show(values[name]), []).append(baseline)
             parts += [f"--baseline {'/'.join(names)} {value}" for value, names in by_value.items()]
             if name == "kl_weight":
-                parts.append("1.0 with kl_mode tdpo1, 0 with none")
+                fixed = [m for m in KL_MODE_TABLE.values() if m.fixed_weight is not None]
+                parts.append(", ".join(f"{m.fixed_weight:g} with kl_mode {m.name}" for m in fixed))
             action.help = f"{action.help} (default, by --preset: {'; '.join(parts)})".replace("%", "%%")
             action.preset_default = True

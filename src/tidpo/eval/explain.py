@@ -20,15 +20,10 @@ from torch import Tensor
 
 from tidpo.data import PreferenceCollator, tokenize_preference_dataset
 from tidpo.eval.explanation import Explanation, PairExplanation, ResponseExplanation
-from tidpo.importance import (
-    ATTRIBUTION_TARGETS,
-    embedding_attributions,
-    gaussian_prior,
-    hybrid_token_weights,
-    response_logp_target,
-    target_attributions,
-    token_weights,
-)
+from tidpo.importance import gaussian_prior, hybrid_token_weights, target_attributions, token_weights
+from tidpo.importance.attribution import last_token_index
+from tidpo.importance.target import TargetInputs
+from tidpo.importance.targets import attribution_target_spec
 from tidpo.ops import per_token_logps
 
 __all__ = [
@@ -81,7 +76,7 @@ def explain_batch(
         model: a causal LM (or PEFT model) with ``get_input_embeddings``.
         batch: ``input_ids``, ``attention_mask``, ``completion_mask`` from :class:`PreferenceCollator`.
         mix: ``λ``. sigma_div: ``T / σ`` of the prior. span: ``"response"`` or ``"sequence"``.
-        target: the attribution target, ``"max_logit"`` (Eq. 5) or ``"response_logp"``.
+        target: the attribution target, a name of :data:`tidpo.importance.TARGETS` (``"max_logit"``: Eq. 5).
 
     Returns:
         :class:`BatchExplanation`, float32 tensors on CPU.
@@ -99,19 +94,21 @@ def explain_batch(
 def _attributed_forward(model, input_ids, attention_mask, completion_mask, target: str) -> tuple[Tensor, Tensor]:
     """``(logits, attributions)`` of one forward from detached input embeddings, in eval mode (the model's mode is
     restored afterwards); the attributions ``(2B, L)`` are those of ``target`` (Eqs. 5–6)."""
+    spec = attribution_target_spec(target)
     was_training = model.training
     model.eval()
     try:
         embeds = model.get_input_embeddings()(input_ids).detach().requires_grad_(True)  # (2B, L, D)
         with torch.enable_grad():
             logits = model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).logits
-            if target == "response_logp":
-                scalar = response_logp_target(per_token_logps(logits, input_ids), completion_mask)
-                attributions = target_attributions(scalar, embeds, attention_mask, retain_graph=False)
-            elif target == "max_logit":
-                attributions = embedding_attributions(logits, embeds, attention_mask, retain_graph=False)
-            else:
-                raise ValueError(f"target must be one of {ATTRIBUTION_TARGETS}, got {target!r}")
+            rows = torch.arange(logits.shape[0], device=logits.device)
+            inputs = TargetInputs(
+                attention_mask,
+                completion_mask,
+                lambda m: logits[rows, last_token_index(m)],
+                lambda: per_token_logps(logits, input_ids),
+            )
+            attributions = target_attributions(spec.scalar(inputs), embeds, attention_mask, retain_graph=False)
     finally:
         model.train(was_training)
     return logits, attributions

@@ -29,7 +29,7 @@ from tidpo.training.config import TIDPOConfig
 from tidpo.training.datasets import collator_problem, map_eval, prepare_dataset
 from tidpo.training.distributed import AnchorSampling, generation_gather, prepare_reference, sharding_engine
 from tidpo.training.metrics import MetricBuffer, TokenCounter, record_step
-from tidpo.training.nonfinite import NonFiniteError, UpdateGuard
+from tidpo.training.nonfinite import UpdateGuard
 from tidpo.training.ref_cache import score_dataset, weights_digest, with_reference_logps
 from tidpo.training.reference import policy_and_reference
 from tidpo.training.routes import build_engine, resolve_routes
@@ -37,7 +37,6 @@ from tidpo.training.staged_saves import StagedSaves
 from tidpo.training.trl_compat import from_dpo_config, is_dpo_config
 
 logger = logging.getLogger("tidpo")
-__all__ = ["NonFiniteError", "TIDPOTrainer"]  # NonFiniteError: tidpo.training.nonfinite, named here as before
 
 
 class TIDPOTrainer(StagedSaves, Trainer):
