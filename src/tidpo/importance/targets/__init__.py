@@ -3,22 +3,10 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from tidpo.importance.registry import discover
 from tidpo.importance.target import AttributionTarget
 
-
-def _discover() -> dict[str, AttributionTarget]:
-    found = []
-    for info in pkgutil.iter_modules(__path__):
-        target = getattr(importlib.import_module(f"{__name__}.{info.name}"), "TARGET", None)
-        if isinstance(target, AttributionTarget):
-            found.append(target)
-    return {t.name: t for t in sorted(found, key=lambda t: (t.rank, t.name))}
-
-
-TARGETS: dict[str, AttributionTarget] = _discover()
+TARGETS: dict[str, AttributionTarget] = discover(__name__, __path__, "TARGET", AttributionTarget)
 ATTRIBUTION_TARGETS = tuple(TARGETS)
 
 
