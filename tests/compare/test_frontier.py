@@ -129,3 +129,12 @@ def test_bootstrap_is_fast_at_the_study_size():
     start = time.perf_counter()
     bootstrap(kl, gain, [2.0, 4.0], baseline=1, replicates=2000, rng_seed=0)
     assert time.perf_counter() - start < 1.0
+
+
+def test_the_math_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, tidpo.compare.frontier; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "False"

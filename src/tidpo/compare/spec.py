@@ -9,11 +9,12 @@ method does not surface hours into the study. Every error is one line naming the
 from __future__ import annotations
 
 import difflib
-import math
 import re
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from tidpo.compare.checks import Checker, SpecError, local
 
 DEMO_REWARD = "tidpo.tasks.sentiment:reward"
 REWARD_ALIASES = {"vader": DEMO_REWARD}
@@ -45,10 +46,6 @@ OPTIONAL = {
     "output": None,
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-
-
-class SpecError(ValueError):
-    """A study file that cannot run: one line naming the key and the fix."""
 
 
 @dataclass
@@ -137,10 +134,10 @@ def parse_spec(data, where: str = "spec", base: Path | None = None) -> CompareSp
         raise SpecError(f"{where}: expected a mapping of keys (model, train, prompts, ...), got {type(data).__name__}")
     _check_keys(data, where)
     values = {**OPTIONAL, **data}
-    check = _Checker(where)
+    check = Checker(where)
     spec = CompareSpec(
-        model=_local(check.text(values, "model"), base),
-        train=_local(check.text(values, "train"), base),
+        model=local(check.text(values, "model"), base),
+        train=local(check.text(values, "train"), base),
         prompts=_prompts(check, values, base),
         reward=_reward(check, values),
         methods=_methods(check, values),
@@ -154,7 +151,7 @@ def parse_spec(data, where: str = "spec", base: Path | None = None) -> CompareSp
         top_p=check.number(values, "top_p"),
         train_pairs=None if values["train_pairs"] is None else check.count(values, "train_pairs"),
         baseline=values["baseline"],
-        output=None if values["output"] is None else _local(check.text(values, "output"), base, must_exist=False),
+        output=None if values["output"] is None else local(check.text(values, "output"), base, must_exist=False),
     )
     _check_baseline(spec, where)
     _check_sampling(spec, where)
@@ -174,80 +171,14 @@ def _check_keys(data: dict, where: str) -> None:
             raise SpecError(f"{where}: key {key!r} is missing; docs/compare.md shows an example")
 
 
-class _Checker:
-    """Typed reads of the spec's values, each failure one line naming the key."""
-
-    def __init__(self, where: str):
-        self.where = where
-
-    def fail(self, key: str, problem: str, value) -> SpecError:
-        return SpecError(f"{self.where}: key {key!r}: {problem}, got {value!r}")
-
-    def text(self, values: dict, key: str) -> str:
-        if not isinstance(values[key], str) or not values[key].strip():
-            raise self.fail(key, "expected a non-empty string", values[key])
-        return values[key]
-
-    def mapping(self, values: dict, key: str) -> dict:
-        if values[key] is None:
-            return {}
-        if not isinstance(values[key], dict):
-            raise self.fail(key, "expected a mapping of TIDPOConfig settings", values[key])
-        return dict(values[key])
-
-    def integer(self, values: dict, key: str, minimum: int | None = None) -> int:
-        value = values[key]
-        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-            raise self.fail(key, "expected an integer" + ("" if minimum is None else f" >= {minimum}"), value)
-        return value
-
-    def count(self, values: dict, key: str) -> int:
-        return self.integer(values, key, minimum=1)
-
-    def number(self, values: dict, key: str) -> float:
-        value = values[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise self.fail(key, "expected a finite number", value)
-        return float(value)
-
-    def int_list(self, values: dict, key: str, minimum: int, increasing: bool) -> list[int]:
-        value = values[key]
-        if not isinstance(value, list) or not value:
-            example = f"[{minimum}, {minimum + 1}]"
-            raise self.fail(key, f"expected a non-empty list of integers >= {minimum}, e.g. {example}", value)
-        items = [self.integer({key: v}, key, minimum) for v in value]
-        if len(set(items)) != len(items) or (increasing and items != sorted(items)):
-            order = "increasing" if increasing else "distinct"
-            raise self.fail(key, f"expected {order} values", value)
-        return items
-
-    def budgets(self, values: dict) -> list[float]:
-        value = values["budgets"]
-        if not isinstance(value, list) or not value:
-            raise self.fail("budgets", "expected a non-empty list of KL budgets in nats, e.g. [2, 4]", value)
-        items = [self.number({"budgets": v}, "budgets") for v in value]
-        if any(b <= 0 for b in items):
-            raise self.fail("budgets", "expected positive KL budgets (nats)", value)
-        return items
-
-
-def _local(value: str, base: Path | None, must_exist: bool = True) -> str:
-    """``value`` taken from the spec file's folder when it is a relative path that exists there (or, for an output,
-    always when relative); a built-in name, a Hub id or an absolute path as given."""
-    if base is None or Path(value).is_absolute():
-        return value
-    candidate = base / value
-    return str(candidate) if candidate.exists() or not must_exist else value
-
-
-def _prompts(check: _Checker, values: dict, base: Path | None) -> str:
-    prompts = _local(check.text(values, "prompts"), base)
+def _prompts(check: Checker, values: dict, base: Path | None) -> str:
+    prompts = local(check.text(values, "prompts"), base)
     if prompts != "demo" and not Path(prompts).is_file():
         raise check.fail("prompts", "expected 'demo' or a .txt/.json/.jsonl file of prompts that exists", prompts)
     return prompts
 
 
-def _reward(check: _Checker, values: dict) -> str:
+def _reward(check: Checker, values: dict) -> str:
     from tidpo.eval.generation import load_reward_fn
 
     spec = REWARD_ALIASES.get(check.text(values, "reward"), values["reward"])
@@ -258,7 +189,7 @@ def _reward(check: _Checker, values: dict) -> str:
     return spec
 
 
-def _methods(check: _Checker, values: dict) -> list[Method]:
+def _methods(check: Checker, values: dict) -> list[Method]:
     methods = values["methods"]
     if not isinstance(methods, dict) or not methods:
         raise check.fail("methods", "expected a mapping of method name -> TIDPOConfig overrides", methods)
