@@ -44,7 +44,8 @@ def f_divergence_score(kind: str, alpha: float = 0.5):
 
 
 def _alpha_score(u: Tensor, alpha: float) -> Tensor:
-    exponent = ((alpha - 1.0) * u).float().clamp(max=_EXP_LIMIT[u.dtype])
+    wide = torch.promote_types(u.dtype, torch.float32)  # half precision computed in float32, as TRL does
+    exponent = ((alpha - 1.0) * u).to(wide).clamp(max=_EXP_LIMIT[u.dtype])
     return (torch.exp(exponent) - 1.0).to(u.dtype) / (alpha - 1.0)
 
 
