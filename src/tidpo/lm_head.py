@@ -77,7 +77,8 @@ def head_token_stats(
         workspace: scratch buffers reused across calls (a trainer keeps one); None allocates per call.
         with_summary: also return, per position and without gradient, the policy's mean logit over the vocabulary
             (``logit_mean``), the entropy of its distribution (``entropy``) and whether its most likely token is
-            the target (``correct``, 0/1): three reductions of each chunk's logits, no extra matmul.
+            the target (``correct``, 0/1), and ``log Σ_v p_v²`` (``log_sum_sq``, WPO's): reductions of each chunk's
+            logits, no extra matmul.
     """
     _check_head_inputs(hidden, weight, targets, ref_hidden, ref_weight, chunk_size)
     with_ref = ref_hidden is not None
@@ -108,20 +109,22 @@ def _detached(tensor: Tensor | None) -> Tensor | None:
 
 
 def _head_stats(
-    logps, ref_logps, kl, logit_mean, entropy, correct, *, with_ref: bool, with_kl: bool, with_summary: bool
+    logps, ref_logps, kl, logit_mean, entropy, correct, log_sum_sq, *, with_ref, with_kl, with_summary
 ) -> HeadStats:
     """:class:`HeadStats` of :class:`~tidpo.lm_head_kernels.ChunkedHeadFunction`'s outputs (None: not asked for)."""
-    summary = {"logit_mean": logit_mean, "entropy": entropy, "correct": correct} if with_summary else None
+    summary = None
+    if with_summary:
+        summary = {"logit_mean": logit_mean, "entropy": entropy, "correct": correct, "log_sum_sq": log_sum_sq}
     return HeadStats(logps, ref_logps if with_ref else None, kl if with_kl else None, summary)
 
 
 @torch.no_grad()
 def logits_summary(logits: Tensor, completion_mask: Tensor, input_ids: Tensor, chunk_size: int = DEFAULT_CHUNK):
-    """``with_summary``'s three values from full logits ``(B, L, V)``: per response token, in row-major order
+    """``with_summary``'s four values from full logits ``(B, L, V)``: per response token, in row-major order
     ``(N,)``, computed ``chunk_size`` positions at a time (memory ``O(chunk_size · V)``, no gradient)."""
     where = response_positions(completion_mask).nonzero()
     targets = input_ids[:, 1:][response_positions(completion_mask)]
-    parts: dict[str, list[Tensor]] = {"logit_mean": [], "entropy": [], "correct": []}
+    parts: dict[str, list[Tensor]] = {"logit_mean": [], "entropy": [], "correct": [], "log_sum_sq": []}
     for start in range(0, where.shape[0], chunk_size):
         index = where[start : start + chunk_size]
         z = logits[index[:, 0], index[:, 1]].to(stat_dtype(logits))
@@ -129,6 +132,7 @@ def logits_summary(logits: Tensor, completion_mask: Tensor, input_ids: Tensor, c
         parts["entropy"].append(-(logp.exp() * logp).nan_to_num(nan=0.0).sum(-1))  # 0 log 0 = 0
         parts["logit_mean"].append(z.mean(-1))
         parts["correct"].append((z.argmax(-1) == targets[start : start + chunk_size]).to(z.dtype))
+        parts["log_sum_sq"].append(torch.logsumexp(2 * logp, -1))
     dtype = stat_dtype(logits)
     return {k: torch.cat(v) if v else logits.new_zeros(0, dtype=dtype) for k, v in parts.items()}
 

@@ -86,6 +86,7 @@ class _ForwardRows:
     logit_mean: Tensor
     entropy: Tensor
     correct: Tensor
+    log_sum_sq: Tensor
 
     @classmethod
     def empty(cls, n: int, with_ref: bool, with_kl: bool, with_summary: bool, dtype, device) -> _ForwardRows:
@@ -101,6 +102,7 @@ class _ForwardRows:
             logit_mean=rows(with_summary),
             entropy=rows(with_summary),
             correct=rows(with_summary),
+            log_sum_sq=rows(with_summary),
         )
 
 
@@ -118,6 +120,8 @@ def _policy_chunk(out: _ForwardRows, rows: slice, hidden, weight, targets, buf_a
         out.entropy[rows] = out.lse[rows] - expected
         out.logit_mean[rows] = logits.mean(-1)
         out.correct[rows] = (logits.argmax(-1) == targets).to(out.correct.dtype)
+        squares = torch.bmm(shifted.unsqueeze(1), shifted.unsqueeze(2)).view(-1)  # Σ exp(2(z − max))
+        out.log_sum_sq[rows] = squares.log() - 2 * total.log()  # log Σ p² (WPO's weights)
     return logits
 
 
@@ -157,8 +161,8 @@ class ChunkedHeadFunction(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # an unused output (e.g. the KL in DPO mode) then costs no backward work
         saved_ref = (ref_hidden, ref_weight, out.ref_lse) if with_kl else ()
         ctx.save_for_backward(hidden, weight, targets, out.lse, *saved_ref)
-        ctx.mark_non_differentiable(out.ref_logps, out.logit_mean, out.entropy, out.correct)
-        return out.logps, out.ref_logps, out.kl, out.logit_mean, out.entropy, out.correct
+        ctx.mark_non_differentiable(out.ref_logps, out.logit_mean, out.entropy, out.correct, out.log_sum_sq)
+        return out.logps, out.ref_logps, out.kl, out.logit_mean, out.entropy, out.correct, out.log_sum_sq
 
     @staticmethod
     def backward(ctx, grad_logps, _grad_ref_logps, grad_kl, *_grad_summary):

@@ -174,9 +174,7 @@ def test_trl_options_at_tidpos_value_are_accepted(flags):
 
 @pytest.mark.parametrize(
     "flags, named",
-    [(["--loss_type", "ipo"], "--loss_type ipo"), (["--loss_type", "sigmoid", "sft"], "--loss_type sigmoid sft"),
-     (["--label_smoothing", "0.1"], "--label_smoothing 0.1"), (["--use_weighting", "true"], "--use_weighting"),
-     (["--truncation_mode", "keep_end"], "--truncation_mode keep_end"), (["--ld_alpha", "0.5"], "--ld_alpha 0.5")],
+    [(["--truncation_mode", "keep_end"], "--truncation_mode keep_end")],  # the loss options: tests/trl_compat
 )  # fmt: skip
 def test_trl_options_tidpo_cannot_honour_are_one_line_errors(flags, named, capsys):
     with pytest.raises(CLIError, match="cannot be honoured by tidpo") as err:

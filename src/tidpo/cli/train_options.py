@@ -120,14 +120,7 @@ class TRLArguments:
 
     _argument_group_name = "TRL DPOConfig options (accepted at the value that means TI-DPO; see docs/trl.md)"
 
-    loss_type: list[str] | None = field(default=None, metadata={"help": "Only 'sigmoid' (DPO's loss, Eq. 12)."})
-    loss_weights: list[float] | None = field(default=None, metadata={"help": "Only 1 (one loss)."})
-    label_smoothing: float | None = field(default=None, metadata={"help": "Only 0 (no robust/EXO DPO)."})
     truncation_mode: str | None = field(default=None, metadata={"help": "Only 'keep_start'."})
-    f_divergence_type: str | None = field(default=None, metadata={"help": "Only 'reverse_kl'."})
-    ld_alpha: float | None = field(default=None, metadata={"help": "Not supported (LD-DPO); leave unset."})
-    use_weighting: bool | None = field(default=None, metadata={"help": "Only false (no WPO pair weighting)."})
-    sync_ref_model: bool | None = field(default=None, metadata={"help": "Only false (the reference stays frozen)."})
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Ignored (speed only), with a warning."})
     precompute_ref_batch_size: int | None = field(
         default=None, metadata={"help": "Ignored: the reference is scored with per_device_eval_batch_size."}

@@ -15,6 +15,7 @@ from transformers import TrainingArguments
 from tidpo.importance.weights import ESTIMATORS, estimator_spec, needs_attribution, needs_weight_columns
 from tidpo.losses.kl_modes import KL_MODE_TABLE
 from tidpo.training.config_checks import resolve_method_fields
+from tidpo.training.loss_options import LossOptions
 from tidpo.training.presets import BASELINES, CHOICES, PRESETS
 
 __all__ = ["BASELINES", "CHOICES", "PRESETS", "TIDPOConfig"]
@@ -25,8 +26,9 @@ def _help(text: str, **extra) -> dict:
 
 
 @dataclass
-class TIDPOConfig(TrainingArguments):
-    """Training arguments for :class:`~tidpo.TIDPOTrainer` (docs/method.md §5 names and defaults)."""
+class TIDPOConfig(LossOptions, TrainingArguments):
+    """Training arguments for :class:`~tidpo.TIDPOTrainer` (docs/method.md §5 names and defaults; TRL's loss
+    options, :class:`~tidpo.training.loss_options.LossOptions`)."""
 
     preset: str = field(
         default="paper", metadata=_help("Defaults for unset fields: 'paper' (docs/method.md §5) or 'official'.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from tidpo.losses.kl_modes import kl_mode_spec
+from tidpo.training.loss_options import check_loss_fields, default_kl_mode, normalize_loss_fields
 from tidpo.training.presets import BASELINES, PRESETS, check_choice
 
 FINITE = (
@@ -27,7 +28,9 @@ def resolve_method_fields(c) -> None:
     """Fill the method fields of config ``c`` from its baseline, KL mode and preset, then check every range."""
     for name in ("preset", "baseline", "weight_norm", "attribution", "attribution_target", "anchor_backward"):
         check_choice(name, getattr(c, name))
+    normalize_loss_fields(c)
     _apply_baseline(c)
+    default_kl_mode(c)  # before the preset: a loss that cannot take the TDPO KL term makes the preset's 'none'
     if c.kl_mode is not None:
         check_choice("kl_mode", c.kl_mode)
         implied = kl_mode_spec(c.kl_mode).fixed_weight
@@ -65,6 +68,7 @@ def check_ranges(c) -> None:
     for name, ok, rule in _range_rules(c):
         if not ok:
             raise ValueError(f"{name} must be {rule}, got {getattr(c, name)!r}")
+    check_loss_fields(c)
     _check_combinations(c)
 
 

@@ -94,7 +94,7 @@ class TokenStats:
     per_token_logps: Tensor
     ref_per_token_logps: Tensor | None
     per_token_kl: Tensor | None
-    # chunked head with summary=True: token frames of the policy's mean logit, entropy and argmax hit (no gradient)
+    # summary=True: token frames of the policy's mean logit, entropy, argmax hit and log Σ p² (no gradient)
     summary: dict[str, Tensor] | None = None
 
 

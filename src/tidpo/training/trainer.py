@@ -22,7 +22,8 @@ from transformers import Trainer
 from tidpo.data import PreferenceCollator
 from tidpo.data.sampling import LongestFirstSampler, is_tokenized, pair_lengths
 from tidpo.lm_head import HeadWorkspace
-from tidpo.losses import sequence_kl, ti_dpo_base_loss, ti_dpo_objective, weighted_logratio
+from tidpo.losses import sequence_kl, ti_dpo_objective, weighted_logratio
+from tidpo.losses.loss_family import length_desensitized
 from tidpo.models import load_models, source_name
 from tidpo.training.anchors import anchor_generation_config
 from tidpo.training.config import TIDPOConfig
@@ -31,6 +32,7 @@ from tidpo.training.distributed import AnchorSampling, generation_gather, prepar
 from tidpo.training.metrics import MetricBuffer, TokenCounter, record_step
 from tidpo.training.nonfinite import UpdateGuard
 from tidpo.training.ref_cache import score_dataset, weights_digest, with_reference_logps
+from tidpo.training.ref_sync import RefSyncCallback, sync_problem
 from tidpo.training.reference import policy_and_reference
 from tidpo.training.routes import build_engine, resolve_routes
 from tidpo.training.staged_saves import StagedSaves
@@ -120,9 +122,19 @@ class TIDPOTrainer(StagedSaves, Trainer):
         self._anchor_backward = None  # the deferred anchor backward of the step in progress
         self.routes = self._resolve_routes(ref_model)
         self.engine = self._build_engine()
+        self.losses = args.loss_family()  # the loss table's rows of loss_type (tidpo.losses.preference)
+        if args.sync_ref_model:
+            self._add_ref_sync(ref_model)
         if self.routes.reference == "cached":
             self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
             self.eval_dataset = map_eval(self.eval_dataset, self._with_reference_logps)
+
+    def _add_ref_sync(self, ref_model: nn.Module | None) -> None:
+        models = {"policy": self.accelerator.unwrap_model(self.model)}
+        problem = sync_problem(models["policy"], ref_model, sharding_engine(self.accelerator, models))
+        if problem is not None:
+            raise ValueError(f"sync_ref_model cannot update the reference: {problem}; set sync_ref_model=False")
+        self.add_callback(RefSyncCallback(self.ref_model, self.accelerator.unwrap_model))
 
     def _build_engine(self):
         """The step objects of the resolved routes (:func:`tidpo.training.routes.build_engine`)."""
@@ -180,11 +192,18 @@ class TIDPOTrainer(StagedSaves, Trainer):
         stats = engine.reference.token_stats(policy.features, ref, inputs, with_kl=args.kl_weight > 0, summary=True)
         weighted = step.weighting(inputs, step.attribution(model, policy, batch, inputs, log), stats)  # Eqs. 5-8
         self.guard.note(mode, inputs, weighted.flags)
-        logratio = weighted_logratio(stats.per_token_logps, stats.ref_per_token_logps, weighted.weights)  # Eqs. 9-10
+        weights = length_desensitized(weighted.weights, cmask, args.ld_alpha)  # LD-DPO's factor (ld_alpha)
+        logratio = weighted_logratio(stats.per_token_logps, stats.ref_per_token_logps, weights)  # Eqs. 9-10
         seq_kl = None if stats.per_token_kl is None else sequence_kl(stats.per_token_kl, cmask).chunk(2)
-        base = ti_dpo_base_loss(
-            *logratio.chunk(2), args.beta, *(seq_kl or (None, None)), args.kl_mode, args.kl_weight
-        )  # Eqs. 11-12
+        base = self.losses(  # Eqs. 11-12 (loss_type 'sigmoid'), or TRL's other losses over the same log-ratios
+            logratio,
+            stats.per_token_logps,
+            stats.ref_per_token_logps,
+            weights,
+            cmask,
+            seq_kl,
+            (stats.summary or {}).get("log_sum_sq"),
+        )
         rho = stats.per_token_logps - stats.ref_per_token_logps
         anchors = step.anchors(model, batch, policy, ref, rho, cmask, log)  # Eq. 13
         self.guard.note(mode, inputs, anchors.flags)

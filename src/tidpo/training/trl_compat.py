@@ -1,9 +1,9 @@
 """TRL's ``DPOConfig`` as a :class:`TIDPOConfig`: what a TRL user's configuration means to tidpo.
 
-Every ``transformers.TrainingArguments`` field carries over unchanged. ``DPOConfig``'s own fields are in four groups
-(docs/trl.md has the table): carried over to the field of the same name; accepted only at the value that means
-what TI-DPO does (anything else is an error naming the field, since tidpo would train something else); read by TRL
-only together with a refused option (ignored); and speed-only settings tidpo has no use for (a warning when set).
+Every ``transformers.TrainingArguments`` field carries over unchanged. ``DPOConfig``'s own fields are in three
+groups (docs/trl.md has the table): carried over to the field of the same name (the loss family among them);
+accepted only at the value that means what TI-DPO does (anything else is an error naming the field, since tidpo
+would train something else); and speed-only settings tidpo has no use for (a warning when set).
 The TI-DPO fields themselves come from the preset (``paper`` unless overridden), with ``DPOConfig``'s ``beta``.
 """
 
@@ -26,30 +26,27 @@ CARRIED = (
     "precompute_ref_log_probs",
     "model_init_kwargs",
     "trust_remote_code",
+    # the loss family (tidpo.training.loss_options): each over the token-weighted log-ratios
+    "loss_type",
+    "loss_weights",
+    "label_smoothing",
+    "discopop_tau",
+    "use_weighting",
+    "ld_alpha",
+    "f_divergence_type",
+    "f_alpha_divergence_coef",
+    "sync_ref_model",
+    "ref_model_mixup_alpha",
+    "ref_model_sync_steps",
 )
 # field -> (the values that mean what tidpo does, why anything else is refused)
 REQUIRED: dict[str, tuple[tuple, str]] = {
-    "loss_type": (
-        ("sigmoid", ("sigmoid",)),
-        "TI-DPO's base loss is DPO's sigmoid loss (Eq. 12); other TRL losses are not implemented",
-    ),
-    "loss_weights": ((None, (1.0,)), "one loss, weight 1"),
     "truncation_mode": (("keep_start",), "tidpo keeps the start of a row longer than max_length"),
-    "label_smoothing": ((0.0,), "robust DPO / EXO label smoothing is not implemented"),
-    "ld_alpha": ((None,), "LD-DPO's length weighting is not implemented (token weights are TI-DPO's own)"),
-    "f_divergence_type": (("reverse_kl",), "only the reverse KL of DPO is implemented"),
-    "use_weighting": ((False,), "WPO pair weighting is not implemented"),
-    "sync_ref_model": ((False,), "TR-DPO reference updates are not implemented; the reference stays frozen"),
     "router_aux_loss_coef": ((None, 0.0), "no mixture-of-experts auxiliary loss is added"),
     "pad_token": ((None,), "deprecated in TRL: set tokenizer.pad_token and pass the tokenizer as processing_class"),
 }
-# read by TRL only with a value of a REQUIRED field that tidpo refuses
-ONLY_WITH = {
-    "f_alpha_divergence_coef": "f_divergence_type",
-    "discopop_tau": "loss_type",
-    "ref_model_mixup_alpha": "sync_ref_model",
-    "ref_model_sync_steps": "sync_ref_model",
-}
+# read by TRL only with a value of a REQUIRED field that tidpo refuses (none since the loss family is carried)
+ONLY_WITH: dict[str, str] = {}
 # speed or memory only; tidpo's numbers do not depend on them
 IGNORED = {
     "pad_to_multiple_of": "tidpo pads each batch to its longest row (padding_free packs it)",
