@@ -10,6 +10,7 @@ import tidpo as tidpo_package
 from tidpo.cli.common import CLIError
 from tidpo.cli.main import main as tidpo
 from tidpo.cli.train import parse_train_args
+from tidpo.importance import ATTRIBUTION_TARGETS, ESTIMATORS
 
 REQUIRED = ["--model", "m", "--dataset", "d.jsonl", "--output_dir", "out"]
 
@@ -114,7 +115,9 @@ def test_help_runs(capsys):
 
 
 SHIPPED_YAML = sorted(Path(tidpo_package.__file__).parent.glob("resources/*.yaml")) + sorted(
-    (Path(__file__).parents[2] / "examples").glob("*.yaml")
+    path
+    for path in (Path(__file__).parents[2] / "examples").glob("*.yaml")
+    if not path.name.startswith("compare-")  # tidpo compare study files (tests/compare/test_spec.py)
 )
 
 
@@ -149,7 +152,8 @@ def _help_of(flag: str) -> str:
 
 def test_help_lists_choices_and_preset_resolved_defaults():
     importance = _help_of("--importance")
-    assert importance.startswith("--importance {hybrid,gradient,prior,uniform,random,columns,columns_raw,custom}")
+    assert importance.startswith("--importance {" + ",".join([*ESTIMATORS, "custom"]) + "}")  # the table's order
+    assert list(ESTIMATORS)[:7] == ["hybrid", "gradient", "prior", "uniform", "random", "columns", "columns_raw"]
     assert "--baseline dpo/tdpo1/tdpo2 uniform" in importance
     # the values each preset resolves to, written out by hand from docs/method.md §5
     assert "(default, by --preset: paper 0.7; official 0.2)" in _help_of("--importance_mix")
@@ -159,7 +163,8 @@ def test_help_lists_choices_and_preset_resolved_defaults():
     assert _help_of("--kl_mode").startswith("--kl_mode {tdpo2,tdpo1,none}")
     for flag in ("--beta", "--importance_mix", "--triplet_margin"):
         assert "(default: None)" not in _help_of(flag), flag
-    assert _help_of("--attribution_target").startswith("--attribution_target {max_logit,response_logp}")
+    assert _help_of("--attribution_target").startswith("--attribution_target {" + ",".join(ATTRIBUTION_TARGETS) + "}")
+    assert ATTRIBUTION_TARGETS[:2] == ("max_logit", "response_logp")
 
 
 @pytest.mark.parametrize(

@@ -20,16 +20,12 @@ import tempfile
 from pathlib import Path
 
 from tidpo.cli.common import CLIError, check_writable_folder
+from tidpo.cli.options import CommandParser
 from tidpo.files import write_text
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise CLIError(f"{message} (see `tidpo compare --help`)")
-
-
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog="tidpo compare",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
