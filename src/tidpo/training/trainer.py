@@ -28,6 +28,7 @@ from tidpo.training.anchors import anchor_generation_config
 from tidpo.training.config import TIDPOConfig
 from tidpo.training.datasets import collator_problem, map_eval, prepare_dataset
 from tidpo.training.distributed import AnchorSampling, generation_gather, prepare_reference, sharding_engine
+from tidpo.training.drop_in import add_model_tags, check_datasets, init_kwargs, tokenizer_source
 from tidpo.training.metrics import MetricBuffer, TokenCounter, record_step
 from tidpo.training.nonfinite import UpdateGuard
 from tidpo.training.ref_cache import score_dataset, weights_digest, with_reference_logps
@@ -77,6 +78,8 @@ class TIDPOTrainer(StagedSaves, Trainer):
         peft_config=None,
         importance_fn=None,
         data_collator=None,
+        quantization_config=None,
+        evaluation_only: bool = False,
         **kwargs,
     ):
         args = _checked_args(args, importance_fn)
@@ -85,9 +88,12 @@ class TIDPOTrainer(StagedSaves, Trainer):
             "dataset": source_name(train_dataset),
             "eval_dataset": None if eval_dataset is None else source_name(eval_dataset),
         }
+        processing_class = tokenizer_source(model, processing_class, args.trust_remote_code)
+        from_pretrained = init_kwargs(args.from_pretrained_kwargs(), model, quantization_config)
         model, ref_model, tokenizer = load_models(
-            model, ref_model, processing_class, args.from_pretrained_kwargs(), args.trust_remote_code
+            model, ref_model, processing_class, from_pretrained, args.trust_remote_code
         )
+        check_datasets(train_dataset, eval_dataset, evaluation_only)
         model, ref_model = policy_and_reference(model, ref_model, peft_config, args.seed, args.disable_dropout)
         self.importance_fn = importance_fn
         super().__init__(
@@ -99,6 +105,7 @@ class TIDPOTrainer(StagedSaves, Trainer):
             processing_class=tokenizer,
             **kwargs,
         )
+        add_model_tags(self.model)
         self._set_up_steps(ref_model)
 
     def _set_up_steps(self, ref_model: nn.Module | None) -> None:
@@ -231,7 +238,14 @@ class TIDPOTrainer(StagedSaves, Trainer):
 
     # ---- evaluation and metrics ------------------------------------------------------------------------------
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-        """``Trainer.evaluate``, with the TI-DPO metrics added to the returned dict under the same prefix."""
+        """``Trainer.evaluate``, with the TI-DPO metrics added to the returned dict under the same prefix. Pairs
+        given here are prepared as in ``__init__``; a dict of them (or a ``DatasetDict``) is evaluated name by name,
+        each with ``<prefix>_<name>`` as its prefix, as in TRL."""
+        if isinstance(eval_dataset, dict):
+            metrics = {}
+            for name, dataset in eval_dataset.items():
+                metrics.update(self.evaluate(dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+            return metrics
         self._metric_key_prefix = metric_key_prefix
         if eval_dataset is not None and not isinstance(eval_dataset, str):  # pairs given here: prepared as in __init__
             eval_dataset = prepare_dataset(eval_dataset, self.processing_class, self.args, "eval")
@@ -258,11 +272,15 @@ class TIDPOTrainer(StagedSaves, Trainer):
         return super()._get_eval_sampler(eval_dataset)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Evaluation loss only (uniform weights and no triplet unless ``eval_importance``)."""
+        """Evaluation loss (uniform weights and no triplet unless ``eval_importance``); with ``compute_metrics``,
+        also the policy's logits of the ``2B`` rows and their ``input_ids`` as labels, as TRL passes them."""
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
+            if prediction_loss_only:
+                return loss.detach(), None, None
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        return loss.detach(), logits, inputs["input_ids"]
 
 
 def _checked_args(args: TIDPOConfig | None, importance_fn) -> TIDPOConfig:
