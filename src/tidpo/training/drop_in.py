@@ -77,3 +77,25 @@ def add_model_tags(model) -> None:
     add = getattr(model, "add_model_tags", None)
     if add is not None:
         add(list(MODEL_TAGS))
+
+
+def for_streaming(args, train_dataset) -> None:
+    """Streaming training data: batches are not dispatched from the main process (``dispatch_batches=False``, as
+    TRL sets it; Accelerate's dispatch would concatenate the processes' batches)."""
+    from datasets import IterableDataset
+
+    if isinstance(train_dataset, IterableDataset):
+        if args.accelerator_config.dispatch_batches is True:
+            logger.warning("tidpo: dispatch_batches=True is turned off for streaming training data, as in TRL")
+        args.accelerator_config.dispatch_batches = False
+
+
+def refuse_streaming_reference(dataset, name: str) -> None:
+    """Precomputed reference log-probs are written for every row before training; streaming data has no end."""
+    from datasets import IterableDataset
+
+    if isinstance(dataset, IterableDataset):
+        raise ValueError(
+            f"precompute_ref_log_probs=True scores every {name} pair before training, which streaming data (an "
+            "IterableDataset) cannot give: load it as a Dataset, or set precompute_ref_log_probs=False"
+        )

@@ -24,11 +24,11 @@ from tidpo.data.sampling import LongestFirstSampler, is_tokenized, pair_lengths
 from tidpo.lm_head import HeadWorkspace
 from tidpo.losses import sequence_kl, ti_dpo_base_loss, ti_dpo_objective, weighted_logratio
 from tidpo.models import load_models, source_name
+from tidpo.training import drop_in
 from tidpo.training.anchors import anchor_generation_config
 from tidpo.training.config import TIDPOConfig
 from tidpo.training.datasets import collator_problem, map_eval, prepare_dataset
 from tidpo.training.distributed import AnchorSampling, generation_gather, prepare_reference, sharding_engine
-from tidpo.training.drop_in import add_model_tags, check_datasets, init_kwargs, tokenizer_source
 from tidpo.training.metrics import MetricBuffer, TokenCounter, record_step
 from tidpo.training.nonfinite import UpdateGuard
 from tidpo.training.ref_cache import score_dataset, weights_digest, with_reference_logps
@@ -88,12 +88,13 @@ class TIDPOTrainer(StagedSaves, Trainer):
             "dataset": source_name(train_dataset),
             "eval_dataset": None if eval_dataset is None else source_name(eval_dataset),
         }
-        processing_class = tokenizer_source(model, processing_class, args.trust_remote_code)
-        from_pretrained = init_kwargs(args.from_pretrained_kwargs(), model, quantization_config)
+        processing_class = drop_in.tokenizer_source(model, processing_class, args.trust_remote_code)
+        from_pretrained = drop_in.init_kwargs(args.from_pretrained_kwargs(), model, quantization_config)
         model, ref_model, tokenizer = load_models(
             model, ref_model, processing_class, from_pretrained, args.trust_remote_code
         )
-        check_datasets(train_dataset, eval_dataset, evaluation_only)
+        drop_in.check_datasets(train_dataset, eval_dataset, evaluation_only)
+        drop_in.for_streaming(args, train_dataset)
         model, ref_model = policy_and_reference(model, ref_model, peft_config, args.seed, args.disable_dropout)
         self.importance_fn = importance_fn
         super().__init__(
@@ -105,7 +106,7 @@ class TIDPOTrainer(StagedSaves, Trainer):
             processing_class=tokenizer,
             **kwargs,
         )
-        add_model_tags(self.model)
+        drop_in.add_model_tags(self.model)
         self._set_up_steps(ref_model)
 
     def _set_up_steps(self, ref_model: nn.Module | None) -> None:
@@ -222,6 +223,7 @@ class TIDPOTrainer(StagedSaves, Trainer):
         """``dataset`` with the reference's per-token log-probs of every response (cached; see ``ref_cache``)."""
         if dataset is None:
             return None
+        drop_in.refuse_streaming_reference(dataset, name)
         live, args = self.engine.live_reference, self.args
 
         def score():
