@@ -5,7 +5,8 @@ Two formats, as in TRL:
 * standard: ``prompt``, ``chosen`` and ``rejected`` are non-empty strings; the completion continues the prompt's
   text directly (``prompt + chosen``), so the separating space belongs to one of them;
 * conversational: each field is a non-empty list of ``{"role": str, "content": str}`` messages; ``chosen`` and
-  ``rejected`` hold the assistant turn(s).
+  ``rejected`` hold the assistant turn(s). An assistant message with ``tool_calls`` may have no content, and
+  ``tool`` messages hold tool results (rendered by the chat template's tool support, with the row's ``tools``).
 
 ``prompt`` is optional (implicit prompt): ``chosen`` and ``rejected`` then hold the whole text or conversation, and
 the prompt is their shared beginning, found at tokenisation (:mod:`tidpo.data.tokenization`).
@@ -184,7 +185,9 @@ def _message_roles_problem(messages: list, field: str) -> str | None:
             return f"message {number} has role {role!r}, not one of {', '.join(ROLES)}"
         if role in ("system", "developer") and number > 1:
             return f"message {number} is a {role!r} message after the first"
-        if field != "prompt" and role == "assistant" and not message["content"].strip():
+        if field != "prompt" and role == "assistant" and not (message.get("content") or "").strip():
+            if message.get("tool_calls"):
+                continue  # a tool call: the call is the turn's content
             return f"message {number} (the assistant's) has only whitespace"
     return None
 
@@ -205,7 +208,7 @@ def _messages_problem(value: Any, field: str) -> str | None:
     for number, message in enumerate(value, 1):
         if not isinstance(message, Mapping):
             return f"a list whose message {number} is {type(message).__name__}"
-        for key in ("role", "content"):
+        for key in ("role", "content") if not message.get("tool_calls") else ("role",):
             # A None value counts as absent: Arrow fills keys that only some messages have with None.
             if message.get(key) is None:
                 return f"a list whose message {number} has no {key!r}"
