@@ -30,6 +30,7 @@ from tidpo.training.config import TIDPOConfig
 from tidpo.training.datasets import collator_problem, map_eval, prepare_dataset
 from tidpo.training.distributed import AnchorSampling, generation_gather, prepare_reference, sharding_engine
 from tidpo.training.metrics import MetricBuffer, TokenCounter, record_step
+from tidpo.training.moe import RouterLoss, router_coefficient
 from tidpo.training.nonfinite import UpdateGuard
 from tidpo.training.ref_cache import score_dataset, weights_digest, with_reference_logps
 from tidpo.training.reference import policy_and_reference
@@ -126,6 +127,8 @@ class TIDPOTrainer(StagedSaves, Trainer):
             args.on_nonfinite, args.max_nonfinite_skips, lambda: self.state.global_step, self._agree
         )
         self._anchor_backward = None  # the deferred anchor backward of the step in progress
+        self.router = RouterLoss(router_coefficient(args, self.accelerator.unwrap_model(self.model)))
+        self.router_aux_loss_coef, self.aux_loss_enabled = self.router.coefficient, self.router.enabled
         self.routes = self._resolve_routes(ref_model)
         self.engine = self._build_engine()
         if self.routes.reference == "cached":
@@ -183,7 +186,8 @@ class TIDPOTrainer(StagedSaves, Trainer):
             self.tokens.add(inputs["attention_mask"])
         log = functools.partial(self._metrics.add, mode)
         batch = engine.layout.split(inputs)
-        policy = engine.layout.policy_forward(model, batch, graph=step.attribution.graph)
+        with self.router.capture(self.accelerator.unwrap_model(model)):  # MoE: the router's load-balancing loss
+            policy = engine.layout.policy_forward(model, batch, graph=step.attribution.graph)
         ref = engine.reference.forward(model, batch)
         stats = engine.reference.token_stats(policy.features, ref, inputs, with_kl=args.kl_weight > 0, summary=True)
         weighted = step.weighting(inputs, step.attribution(model, policy, batch, inputs, log), stats)  # Eqs. 5-8
@@ -197,10 +201,11 @@ class TIDPOTrainer(StagedSaves, Trainer):
         anchors = step.anchors(model, batch, policy, ref, rho, cmask, log)  # Eq. 13
         self.guard.note(mode, inputs, anchors.flags)
         out = ti_dpo_objective(base, anchors.loss, step.triplet_weight)  # Eq. 14
-        self.guard.check(mode, inputs, loss=out.loss, token_weights=weighted.weights)
-        self._anchor_backward = None if anchors.pending is None else anchors.pending.gradient(out.loss)
+        loss = self.router.added_to(out.loss, log)  # + router_aux_loss_coef × aux_loss (MoE), as TRL
+        self.guard.check(mode, inputs, loss=loss, token_weights=weighted.weights)
+        self._anchor_backward = None if anchors.pending is None else anchors.pending.gradient(loss)
         record_step(log, args.beta, stats, logratio, weighted.weights, cmask, seq_kl, out, anchors.triplet)
-        return (out.loss, {"base_losses": base}) if return_outputs else out.loss
+        return (loss, {"base_losses": base}) if return_outputs else loss
 
     def _get_grad_norm(self, model, grad_norm=None):
         """``Trainer._get_grad_norm``; then the update is checked (see ``on_nonfinite``) before the optimiser runs."""

@@ -26,6 +26,7 @@ CARRIED = (
     "precompute_ref_log_probs",
     "model_init_kwargs",
     "trust_remote_code",
+    "router_aux_loss_coef",
 )
 # field -> (the values that mean what tidpo does, why anything else is refused)
 REQUIRED: dict[str, tuple[tuple, str]] = {
@@ -40,7 +41,6 @@ REQUIRED: dict[str, tuple[tuple, str]] = {
     "f_divergence_type": (("reverse_kl",), "only the reverse KL of DPO is implemented"),
     "use_weighting": ((False,), "WPO pair weighting is not implemented"),
     "sync_ref_model": ((False,), "TR-DPO reference updates are not implemented; the reference stays frozen"),
-    "router_aux_loss_coef": ((None, 0.0), "no mixture-of-experts auxiliary loss is added"),
     "pad_token": ((None,), "deprecated in TRL: set tokenizer.pad_token and pass the tokenizer as processing_class"),
 }
 # read by TRL only with a value of a REQUIRED field that tidpo refuses
