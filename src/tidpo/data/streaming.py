@@ -37,6 +37,8 @@ class _RowTokenizer:
         if all(column in row for column in _IDS):
             return {}
         self.contract.check(f"row {index + 1}", {k: row[k] for k in _FIELDS if row.get(k) is not None})
+        if self.contract.identical == [f"row {index + 1}"]:
+            self.contract.warn_identical()  # streaming: at the first such pair, as the count is not known ahead
         pair = tokenize_pair(row, self.tokenizer, where=f"{self.name} dataset (streaming), row {index + 1}")
         if pair.prompt_tail and not self.warned_boundary:
             self.warned_boundary = True
