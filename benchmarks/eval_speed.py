@@ -61,7 +61,9 @@ def evaluate_path(model, tokenizer, data, args, group: bool, packed: bool, warm_
             report_to="none", use_cpu=True, disable_tqdm=True, dataloader_pin_memory=False,
             eval_group_by_length=group, padding_free=packed,
         )  # fmt: skip
-        trainer = TIDPOTrainer(model=model, args=config, eval_dataset=data, processing_class=tokenizer)
+        trainer = TIDPOTrainer(
+            model=model, args=config, eval_dataset=data, processing_class=tokenizer, evaluation_only=True
+        )
         batches = list(trainer.get_eval_dataloader())
         if warm_up:
             trainer.evaluate(data.select(range(min(8, len(data)))))

@@ -25,7 +25,6 @@ def _jsonl(tmp_path, rows, name="pairs.jsonl"):
     "row, match",
     [
         ({**GOOD, "chosen": "   \n"}, r"line 2, field 'chosen': .*a string of only whitespace"),
-        ({**GOOD, "rejected": GOOD["chosen"]}, r"line 2, fields 'chosen' and 'rejected': the two responses are"),
         ({"prompt": [USER], "chosen": [{"role": "asistant", "content": "Hi"}], "rejected": [RUDE]},
          r"line 2, field 'chosen': message 1 has role 'asistant'"),
         ({"prompt": [USER], "chosen": [{"role": "user", "content": "Hi"}], "rejected": [RUDE]},
@@ -108,7 +107,7 @@ def test_skip_leaves_bad_rows_out_and_counts_them(tmp_path, caplog):
         {**GOOD, "chosen": " "},
         "{not json",
         {**GOOD, "prompt": "Again."},
-        {**GOOD, "rejected": GOOD["chosen"]},
+        {**GOOD, "rejected": ""},
     ]
     path = _jsonl(tmp_path, rows)
     skipped: list[str] = []

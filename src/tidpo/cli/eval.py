@@ -244,7 +244,12 @@ def _preference_metrics(args, config, dataset, model, ref, tokenizer) -> dict:
 
     try:
         trainer = TIDPOTrainer(
-            model=model, ref_model=ref, args=config, eval_dataset=dataset, processing_class=tokenizer
+            model=model,
+            ref_model=ref,
+            args=config,
+            eval_dataset=dataset,
+            processing_class=tokenizer,
+            evaluation_only=True,
         )
     except PreferenceDataError as err:
         raise CLIError(str(err)) from err

@@ -32,7 +32,21 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tidpo`` console script; returns the exit status."""
+    """Entry point of the ``tidpo`` console script (and of ``python -m tidpo.cli.main``); returns the exit status.
+
+    In a torchrun worker it ends the process once the command is done (:func:`leave_process`: the ``atexit``
+    handlers run first, then ``os._exit``), working around a gloo teardown hang. To get control back in a
+    worker of your own (your ``finally`` blocks, code after the call), call :func:`run` instead.
+    """
+    status = run(argv)
+    if _distributed_worker():
+        leave_process(status)
+    return status
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one ``tidpo`` command (``argv`` without the program name) and return its exit status; never ends the
+    process. In a torchrun worker an error is printed and returned as status 1 on every rank."""
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not argv or argv[0] in ("-h", "--help"):
@@ -57,8 +71,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         traceback.print_exc()
         status = 1
-    if _distributed_worker():
-        leave_process(status)
     return status
 
 
@@ -81,16 +93,21 @@ def _distributed_worker() -> bool:
 
 
 def leave_process(status: int) -> None:
-    """End a torchrun worker now: flush what it printed and logged, then ``os._exit``, so that no gloo destructor
-    runs. gloo's teardown (``destroy_process_group`` or the interpreter's exit) can hang joining its threads, or
-    abort one rank, after a run that succeeded: both were seen in CI. Every file tidpo writes is closed after each
-    write, so nothing is lost."""
+    """End a torchrun worker now, skipping gloo's teardown: ``destroy_process_group`` or the interpreter's exit can
+    hang joining gloo's threads, or abort one rank, after a run that succeeded (both seen in CI). What a user
+    registered still runs: the ``atexit`` handlers (a logger's final flush, a tracker's ``finish``), then stdout,
+    stderr and logging are flushed, and only then ``os._exit``. Used by the console entry point only
+    (:func:`main`), never by library code; every file tidpo writes is closed after each write."""
+    import atexit
     import logging
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(status)
+    try:
+        atexit._run_exitfuncs()  # handlers print their own tracebacks; the exit status stays the command's
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(status)
 
 
 if __name__ == "__main__":

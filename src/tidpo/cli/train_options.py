@@ -217,8 +217,19 @@ def make_parser() -> HfArgumentParser:
         "one process per visible GPU) or your own accelerate config file. See docs/distributed.md.",
     )
     _add_config_arguments(parser)
+    _bare_bool_flags(parser)
     parser.set_defaults(**CLI_DEFAULTS)
     return parser
+
+
+def _bare_bool_flags(parser: HfArgumentParser) -> None:
+    """Every true/false flag works bare (``--share_prompt`` means true), as ``HfArgumentParser`` already does for a
+    bool field with a default; it leaves out ``bool | None`` fields defaulting to None (``auto``)."""
+    from transformers.hf_argparser import string_to_bool
+
+    for action in parser._actions:
+        if action.type is string_to_bool and action.nargs is None:
+            action.nargs, action.const = "?", True
 
 
 def _add_config_arguments(parser: HfArgumentParser) -> None:

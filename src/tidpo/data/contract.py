@@ -5,25 +5,30 @@ Two formats, as in TRL:
 * standard: ``prompt``, ``chosen`` and ``rejected`` are non-empty strings; the completion continues the prompt's
   text directly (``prompt + chosen``), so the separating space belongs to one of them;
 * conversational: each field is a non-empty list of ``{"role": str, "content": str}`` messages; ``chosen`` and
-  ``rejected`` hold the assistant turn(s).
+  ``rejected`` hold the assistant turn(s). An assistant message with ``tool_calls`` may have no content, and
+  ``tool`` messages hold tool results (rendered by the chat template's tool support, with the row's ``tools``).
 
 ``prompt`` is optional (implicit prompt): ``chosen`` and ``rejected`` then hold the whole text or conversation, and
 the prompt is their shared beginning, found at tokenisation (:mod:`tidpo.data.tokenization`).
 
-The first row sets the format and whether a prompt is given; every row must match it, and its two responses must
-differ. A broken rule is a :class:`~tidpo.data.PreferenceDataError` of one line that names the source, the row
-(its label, e.g. ``line 7``, see :mod:`tidpo.data.sources`) and the field, what was expected and what was found.
+The first row sets the format and whether a prompt is given; every row must match it. A pair whose two responses
+are identical is kept, as TRL keeps it, and counted in one warning. A broken rule is a
+:class:`~tidpo.data.PreferenceDataError` of one line that names the source, the row (its label, e.g. ``line 7``,
+see :mod:`tidpo.data.sources`) and the field, what was expected and what was found.
 Extra columns are allowed and not checked.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from datasets import Dataset
 
 from tidpo.data.errors import PreferenceDataError
+
+logger = logging.getLogger("tidpo.data")
 
 STANDARD = "standard"
 CONVERSATIONAL = "conversational"
@@ -53,16 +58,35 @@ class RowContract:
         self.fmt: str | None = None
         self.explicit_prompt = False
         self.first_label = ""
+        self.checked = 0
+        self.identical: list[str] = []
 
     def check(self, label: str, row: Mapping[str, Any]) -> None:
-        """Raises :class:`PreferenceDataError` (naming the source, ``label`` and the field) unless ``row`` is valid."""
+        """Raises :class:`PreferenceDataError` (naming the source, ``label`` and the field) unless ``row`` is valid.
+        A pair whose two responses are identical is valid (TRL trains on it); its label is kept in ``identical``."""
         where = f"{self.source}, {label}"
         if self.fmt is not None:
             _check_row(row, where, self.fmt, self.explicit_prompt, self.first_label)
-            return
-        fmt = _detect_format(row, where)
-        _check_row(row, where, fmt, "prompt" in row, label)
-        self.fmt, self.explicit_prompt, self.first_label = fmt, "prompt" in row, label
+        else:
+            fmt = _detect_format(row, where)
+            _check_row(row, where, fmt, "prompt" in row, label)
+            self.fmt, self.explicit_prompt, self.first_label = fmt, "prompt" in row, label
+        self.checked += 1
+        if row["chosen"] == row["rejected"]:
+            self.identical.append(label)
+
+    def warn_identical(self) -> None:
+        """One warning for the pairs whose two responses are identical, with their count (none: nothing)."""
+        if self.identical:
+            logger.warning(
+                "%s: %d of %d pairs have identical chosen and rejected responses (the first: %s); they are kept, "
+                "as TRL keeps them: their DPO log-ratios cancel (no gradient from the preference term), while "
+                "the TDPO KL term and the triplet term still train on them",
+                self.source,
+                len(self.identical),
+                self.checked,
+                self.identical[0],
+            )
 
 
 def check_rows(rows: Iterable[tuple[str, Mapping[str, Any]]], source: str) -> str:
@@ -72,6 +96,7 @@ def check_rows(rows: Iterable[tuple[str, Mapping[str, Any]]], source: str) -> st
         contract.check(label, row)
     if contract.fmt is None:
         raise PreferenceDataError(f"{source}: no rows")
+    contract.warn_identical()
     return contract.fmt
 
 
@@ -130,10 +155,6 @@ def _check_row(row: Mapping[str, Any], where: str, fmt: str, explicit_prompt: bo
     _check_field_types(row, where, fmt, fields, first_label)
     if fmt == CONVERSATIONAL:
         _check_turns(row, where, fields, explicit_prompt)
-    if row["chosen"] == row["rejected"]:
-        raise PreferenceDataError(
-            f"{where}, fields 'chosen' and 'rejected': the two responses are identical, so the pair prefers nothing"
-        )
 
 
 def _check_field_types(row: Mapping[str, Any], where: str, fmt: str, fields: tuple[str, ...], first_label: str) -> None:
@@ -184,7 +205,9 @@ def _message_roles_problem(messages: list, field: str) -> str | None:
             return f"message {number} has role {role!r}, not one of {', '.join(ROLES)}"
         if role in ("system", "developer") and number > 1:
             return f"message {number} is a {role!r} message after the first"
-        if field != "prompt" and role == "assistant" and not message["content"].strip():
+        if field != "prompt" and role == "assistant" and not (message.get("content") or "").strip():
+            if message.get("tool_calls"):
+                continue  # a tool call: the call is the turn's content
             return f"message {number} (the assistant's) has only whitespace"
     return None
 
@@ -205,7 +228,7 @@ def _messages_problem(value: Any, field: str) -> str | None:
     for number, message in enumerate(value, 1):
         if not isinstance(message, Mapping):
             return f"a list whose message {number} is {type(message).__name__}"
-        for key in ("role", "content"):
+        for key in ("role", "content") if not message.get("tool_calls") else ("role",):
             # A None value counts as absent: Arrow fills keys that only some messages have with None.
             if message.get(key) is None:
                 return f"a list whose message {number} has no {key!r}"

@@ -27,6 +27,7 @@ last response token is the EOS in both formats.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -128,15 +129,20 @@ def _full_sequences(
             f"{where}: expected prompt, chosen and rejected to be all strings (standard format) or all lists of "
             f"messages (conversational format), got {found}"
         )
+    template = chat_template_arguments(row)
     if prompt is not None:
-        return _explicit_sequences(prompt, chosen, rejected, tokenizer)
+        return _explicit_sequences(prompt, chosen, rejected, tokenizer, template)
     if isinstance(chosen, list):
-        return _implicit_chat_sequences(chosen, rejected, tokenizer, where)
+        return _implicit_chat_sequences(chosen, rejected, tokenizer, where, template)
     return _implicit_text_sequences(chosen, rejected, tokenizer, where)
 
 
 def _explicit_sequences(
-    prompt: str | list, chosen: str | list, rejected: str | list, tokenizer: PreTrainedTokenizerBase
+    prompt: str | list,
+    chosen: str | list,
+    rejected: str | list,
+    tokenizer: PreTrainedTokenizerBase,
+    template: Mapping[str, Any] | None = None,
 ) -> tuple[list[int], list[int], list[int]]:
     """The prompt alone (with the generation prompt, for messages), prompt + chosen and prompt + rejected."""
     if isinstance(prompt, str):
@@ -146,9 +152,9 @@ def _explicit_sequences(
             _encode_text(prompt + rejected, tokenizer),
         )
     return (
-        _encode_chat(prompt, tokenizer, add_generation_prompt=True),
-        _encode_chat(prompt + chosen, tokenizer),
-        _encode_chat(prompt + rejected, tokenizer),
+        _encode_chat(prompt, tokenizer, template, add_generation_prompt=True),
+        _encode_chat(prompt + chosen, tokenizer, template),
+        _encode_chat(prompt + rejected, tokenizer, template),
     )
 
 
@@ -163,12 +169,12 @@ def _implicit_text_sequences(
 
 
 def _implicit_chat_sequences(
-    chosen: list, rejected: list, tokenizer: PreTrainedTokenizerBase, where: str
+    chosen: list, rejected: list, tokenizer: PreTrainedTokenizerBase, where: str, template: Mapping[str, Any]
 ) -> tuple[list[int], list[int], list[int]]:
     """Conversational rows without a prompt: the prompt is the messages ``chosen`` and ``rejected`` start with."""
     shared = common_prefix_length(chosen, rejected)
     _check_implicit_split(shared, len(chosen), len(rejected), "messages", where)
-    return _explicit_sequences(chosen[:shared], chosen[shared:], rejected[shared:], tokenizer)
+    return _explicit_sequences(chosen[:shared], chosen[shared:], rejected[shared:], tokenizer, template)
 
 
 def _check_implicit_split(shared: int, chosen_length: int, rejected_length: int, unit: str, where: str) -> None:
@@ -191,9 +197,26 @@ def _encode_text(text: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return list(tokenizer(text)["input_ids"])
 
 
-def _encode_chat(messages: list, tokenizer: PreTrainedTokenizerBase, add_generation_prompt: bool = False) -> list[int]:
+def chat_template_arguments(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The chat template's extra arguments of a row, as TRL passes them: ``tools`` (the ``tools`` column, a list
+    of tool schemas or its JSON text) and the ``chat_template_kwargs`` column's entries. Keys whose value is None
+    are left out: Arrow writes None for a key that only other rows have."""
+    tools = row.get("tools")
+    if isinstance(tools, str):
+        tools = json.loads(tools)
+    kwargs = {"tools": tools} if tools else {}
+    kwargs.update({k: v for k, v in (row.get("chat_template_kwargs") or {}).items() if v is not None})
+    return kwargs
+
+
+def _encode_chat(
+    messages: list,
+    tokenizer: PreTrainedTokenizerBase,
+    template: Mapping[str, Any] | None = None,
+    add_generation_prompt: bool = False,
+) -> list[int]:
     encoded = tokenizer.apply_chat_template(
-        messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
+        messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt, **(template or {})
     )
     return list(encoded["input_ids"])
 

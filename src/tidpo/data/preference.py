@@ -123,6 +123,7 @@ def _sort_rows(rows: Dataset | Records, name: str) -> tuple[list[int], list[str]
             reasons.append(str(err))
             continue
         good.append(index)
+    contract.warn_identical()
     return good, reasons
 
 

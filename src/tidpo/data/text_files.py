@@ -3,8 +3,9 @@
 * ``.jsonl``: one JSON object per line; rows are labelled ``line N`` (the file's 1-based line), blank lines are
   skipped, and a line that is not valid JSON, or not an object, is kept as an unreadable entry
   (:class:`~tidpo.data.records.Records`) for the ``on_bad_row`` policy;
-* ``.json``: a list of objects, one object of columns (``{"prompt": [...], "chosen": [...], ...}``), or JSON Lines
-  content; rows are labelled ``row N`` (JSON Lines content: ``line N``);
+* ``.json``: a list of objects, one object of columns (``{"prompt": [...], "chosen": [...], ...}``), one row
+  object, or JSON Lines content; rows are labelled ``row N`` (JSON Lines content: ``line N``); any other JSON
+  document (e.g. rows wrapped as ``{"data": [...]}``) is an error that says so;
 * ``.csv``: a header, then one row per line, every cell read as a string; rows are labelled ``row N`` among the
   data rows.
 
@@ -38,7 +39,31 @@ def read_records(path: Path) -> Records:
         columns = _json_columns(path, text)
         if columns is not None:
             return columns
+        document = _json_document(text)
+        if document is not None:
+            return _one_object(path, document)
     return _read_json_lines(path, text)
+
+
+def _json_document(text: str):
+    """The file parsed as one JSON document, or None when it is not one (JSON Lines content)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def _one_object(path: Path, document: dict) -> Records:
+    """A ``.json`` file holding one object that is not an object of columns: one row when it has the preference
+    fields, else an error that says what the file holds and what it should (e.g. rows as ``{"data": [...]}``)."""
+    if "chosen" in document or "rejected" in document:
+        return Records.numbered([document])
+    lists = [key for key, value in document.items() if isinstance(value, list)]
+    hint = f"; the rows may be the list under {lists[0]!r}: save that list alone" if lists else ""
+    raise PreferenceDataError(
+        f"{path}: valid JSON, but one object with the keys {sorted(document)[:8]}, not a list of rows: a .json file "
+        f"must hold a list of row objects, one object of columns, or JSON Lines{hint}"
+    )
 
 
 def _utf8_text(path: Path) -> str:

@@ -225,23 +225,27 @@ def _warn_boundary_mismatches(
 
 
 _USED_COLUMNS = ("prompt", "chosen", "rejected", "chosen_weights", "rejected_weights")
+_TEMPLATE_COLUMNS = ("tools", "chat_template_kwargs")  # read by the chat template: used by conversational rows
 _IMAGE_COLUMNS = ("images", "image")
 
 
 def _check_columns(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
-    """Conversational rows need a chat template; image columns are refused; other unused columns are named in a
-    warning (they are kept in the dataset, and nothing reads them)."""
+    """Conversational rows need a chat template (and pass ``tools`` and ``chat_template_kwargs`` to it); image
+    columns are refused; other unused columns are named in a warning (they are kept in the dataset, and nothing
+    reads them)."""
     images = [column for column in _IMAGE_COLUMNS if column in dataset.column_names]
     if images:
         raise PreferenceDataError(
             f"{name} dataset: column {images[0]!r}: tidpo trains text-only causal LMs and would drop the images; "
             "remove the column to train on the text alone"
         )
-    unused = [column for column in dataset.column_names if column not in _USED_COLUMNS]
+    chat = len(dataset) > 0 and isinstance(dataset[0]["chosen"], list)
+    used = _USED_COLUMNS + (_TEMPLATE_COLUMNS if chat else ())
+    unused = [column for column in dataset.column_names if column not in used]
     if unused:
         note = " ('tools' is not passed to the chat template)" if "tools" in unused else ""
         logger.warning("%s dataset: column(s) %s are not used in training%s", name, ", ".join(map(repr, unused)), note)
-    if len(dataset) and isinstance(dataset[0]["chosen"], list) and getattr(tokenizer, "chat_template", None) is None:
+    if chat and getattr(tokenizer, "chat_template", None) is None:
         raise PreferenceDataError(
             f"{name} dataset: the rows are conversational (lists of messages), but the tokenizer has no chat "
             "template: use a chat model's tokenizer, set tokenizer.chat_template, or give the data as plain strings"

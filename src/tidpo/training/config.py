@@ -198,6 +198,13 @@ class TIDPOConfig(LossOptions, TrainingArguments):
         metadata=_help("Allow models and tokenizers from the Hub that ship their own Python code (off: never run)."),
     )
     dataset_num_proc: int | None = field(default=None, metadata=_help("Processes for dataset tokenisation."))
+    router_aux_loss_coef: float | None = field(
+        default=None,
+        metadata=_help(
+            "Weight of a mixture-of-experts model's router load-balancing loss, added to the loss (as TRL); "
+            "None: the model config's router_aux_loss_coef (0 for a model without one)."
+        ),
+    )
     # TrainingArguments defaults changed for preference training (as TRL does).
     learning_rate: float = field(default=1e-6, metadata=_help("Initial learning rate (AdamW)."))
     logging_steps: float = field(default=10, metadata=_help("Log every N steps (or a ratio of the total)."))

@@ -3,8 +3,11 @@ estimator reads, before the Trainer sees them; and a collator of one's own probe
 
 from __future__ import annotations
 
+from datasets import IterableDataset
+
 from tidpo.data import PreferenceCollator, add_token_weight_columns, load_preference_data, tokenize_preference_dataset
 from tidpo.data.sampling import is_tokenized
+from tidpo.data.streaming import tokenize_streaming
 from tidpo.training.config import TIDPOConfig
 
 
@@ -22,6 +25,13 @@ def prepare_dataset(dataset, tokenizer, args: TIDPOConfig, name: str):
     if dataset is None:
         return None
     weights = args.needs_weight_columns and (name == "train" or args.eval_importance)
+    if isinstance(dataset, IterableDataset):
+        if weights:
+            raise ValueError(
+                f"{name} dataset: importance={args.importance!r} checks the weight columns against every row before "
+                "training, which streaming data (an IterableDataset) cannot give: load it as a Dataset"
+            )
+        return tokenize_streaming(dataset, tokenizer, args.max_length, name)
     zero_ok = args.allows_zero_weight_rows
     if is_tokenized(dataset):
         if not weights:
@@ -50,7 +60,7 @@ def collator_problem(collator, share_prompt, dataset, batch_size: int) -> str | 
     kind = type(collator).__name__
     if share_prompt is not True:
         return f"the data collator is a {kind}, not tidpo's PreferenceCollator"
-    if dataset is None or isinstance(dataset, dict):
+    if dataset is None or isinstance(dataset, dict | IterableDataset):
         return None  # nothing to probe: each batch is checked as it comes
     rows = [dataset[i] for i in range(min(batch_size, len(dataset)))]
     if PromptSharing.from_batch(collator(rows)) is None:

@@ -92,7 +92,7 @@ def write_run_files(trainer, folder: Path, metrics_dir: Path | None = None) -> N
     summary = RunSummary(
         model=sources["model"],
         dataset=sources["dataset"],
-        train_pairs=len(trainer.train_dataset) if trainer.train_dataset is not None else 0,
+        train_pairs=_length(trainer.train_dataset) or 0,
         config=trainer.args,
         eval_dataset=sources["eval_dataset"],
         eval_pairs=_length(trainer.eval_dataset),
@@ -168,9 +168,11 @@ def changed_settings(checkpoint: Path, config) -> list[str]:
     ]
 
 
-def _length(dataset) -> int | None:
+def _length(dataset) -> int | str | None:
+    """Pairs in a dataset (or a dict of them); ``"streamed"`` for streaming data, which has no length."""
     if dataset is None:
         return None
     if isinstance(dataset, dict):
-        return sum(len(d) for d in dataset.values())
-    return len(dataset)
+        lengths = [_length(d) for d in dataset.values()]
+        return "streamed" if "streamed" in lengths else sum(lengths)
+    return len(dataset) if hasattr(dataset, "__len__") else "streamed"

@@ -23,6 +23,7 @@ from tidpo.importance.targets import TARGETS
 from tidpo.training.anchors import AnchorStep, DeferredBackward, JointBackward, NoAnchors
 from tidpo.training.head import ChunkedHead, FullLogitsHead, chunked_head_problem
 from tidpo.training.layouts import PackedRows, PaddedRows
+from tidpo.training.moe import router_coefficient
 from tidpo.training.packing import packing_problem
 from tidpo.training.prompt_cache import SharedPrompt, sharing_problem
 from tidpo.training.reference import CachedReference, LiveReference
@@ -139,6 +140,7 @@ def resolve_routes(
                 else None
             ),
             collator_problem,
+            lambda: _router_problem(args, models["policy"]),
             *_model_checks(models, sharing_problem),
         ]
         fix = "set share_prompt=False (or leave it unset to fall back to whole rows)"
@@ -153,6 +155,13 @@ def resolve_routes(
         anchor_backward="none" if args.triplet_weight == 0 else ("deferred" if deferred else "joint"),
         fallbacks=tuple(resolution.fallbacks),
     )
+
+
+def _router_problem(args, policy: nn.Module) -> str | None:
+    """A mixture-of-experts load-balancing loss counts every row's tokens, prompts included (tidpo.training.moe)."""
+    if router_coefficient(args, policy) == 0.0:
+        return None
+    return "the router's load-balancing loss (router_aux_loss_coef) is over whole rows, as in TRL"
 
 
 def _unused_head_problem(args, policy: nn.Module) -> str | None:

@@ -25,11 +25,13 @@ from tidpo.lm_head import HeadWorkspace
 from tidpo.losses import sequence_kl, ti_dpo_objective, weighted_logratio
 from tidpo.losses.loss_family import length_desensitized
 from tidpo.models import load_models, source_name
+from tidpo.training import drop_in
 from tidpo.training.anchors import anchor_generation_config
 from tidpo.training.config import TIDPOConfig
 from tidpo.training.datasets import collator_problem, map_eval, prepare_dataset
 from tidpo.training.distributed import AnchorSampling, generation_gather, prepare_reference, sharding_engine
 from tidpo.training.metrics import MetricBuffer, TokenCounter, record_step
+from tidpo.training.moe import RouterLoss, router_coefficient
 from tidpo.training.nonfinite import UpdateGuard
 from tidpo.training.ref_cache import score_dataset, weights_digest, with_reference_logps
 from tidpo.training.ref_sync import RefSyncCallback, sync_problem
@@ -79,6 +81,8 @@ class TIDPOTrainer(StagedSaves, Trainer):
         peft_config=None,
         importance_fn=None,
         data_collator=None,
+        quantization_config=None,
+        evaluation_only: bool = False,
         **kwargs,
     ):
         args = _checked_args(args, importance_fn)
@@ -87,9 +91,13 @@ class TIDPOTrainer(StagedSaves, Trainer):
             "dataset": source_name(train_dataset),
             "eval_dataset": None if eval_dataset is None else source_name(eval_dataset),
         }
+        processing_class = drop_in.tokenizer_source(model, processing_class, args.trust_remote_code)
+        from_pretrained = drop_in.init_kwargs(args.from_pretrained_kwargs(), model, quantization_config)
         model, ref_model, tokenizer = load_models(
-            model, ref_model, processing_class, args.from_pretrained_kwargs(), args.trust_remote_code
+            model, ref_model, processing_class, from_pretrained, args.trust_remote_code
         )
+        drop_in.check_datasets(train_dataset, eval_dataset, evaluation_only)
+        drop_in.for_streaming(args, train_dataset)
         model, ref_model = policy_and_reference(model, ref_model, peft_config, args.seed, args.disable_dropout)
         self.importance_fn = importance_fn
         super().__init__(
@@ -101,6 +109,7 @@ class TIDPOTrainer(StagedSaves, Trainer):
             processing_class=tokenizer,
             **kwargs,
         )
+        drop_in.add_model_tags(self.model)
         self._set_up_steps(ref_model)
 
     def _set_up_steps(self, ref_model: nn.Module | None) -> None:
@@ -120,6 +129,8 @@ class TIDPOTrainer(StagedSaves, Trainer):
             args.on_nonfinite, args.max_nonfinite_skips, lambda: self.state.global_step, self._agree
         )
         self._anchor_backward = None  # the deferred anchor backward of the step in progress
+        self.router = RouterLoss(router_coefficient(args, self.accelerator.unwrap_model(self.model)))
+        self.router_aux_loss_coef, self.aux_loss_enabled = self.router.coefficient, self.router.enabled
         self.routes = self._resolve_routes(ref_model)
         self.engine = self._build_engine()
         self.losses = args.loss_family()  # the loss table's rows of loss_type (tidpo.losses.preference)
@@ -187,7 +198,8 @@ class TIDPOTrainer(StagedSaves, Trainer):
             self.tokens.add(inputs["attention_mask"])
         log = functools.partial(self._metrics.add, mode)
         batch = engine.layout.split(inputs)
-        policy = engine.layout.policy_forward(model, batch, graph=step.attribution.graph)
+        with self.router.capture(self.accelerator.unwrap_model(model)):  # MoE: the router's load-balancing loss
+            policy = engine.layout.policy_forward(model, batch, graph=step.attribution.graph)
         ref = engine.reference.forward(model, batch)
         stats = engine.reference.token_stats(policy.features, ref, inputs, with_kl=args.kl_weight > 0, summary=True)
         weighted = step.weighting(inputs, step.attribution(model, policy, batch, inputs, log), stats)  # Eqs. 5-8
@@ -208,10 +220,11 @@ class TIDPOTrainer(StagedSaves, Trainer):
         anchors = step.anchors(model, batch, policy, ref, rho, cmask, log)  # Eq. 13
         self.guard.note(mode, inputs, anchors.flags)
         out = ti_dpo_objective(base, anchors.loss, step.triplet_weight)  # Eq. 14
-        self.guard.check(mode, inputs, loss=out.loss, token_weights=weighted.weights)
-        self._anchor_backward = None if anchors.pending is None else anchors.pending.gradient(out.loss)
+        loss = self.router.added_to(out.loss, log)  # + router_aux_loss_coef × aux_loss (MoE), as TRL
+        self.guard.check(mode, inputs, loss=loss, token_weights=weighted.weights)
+        self._anchor_backward = None if anchors.pending is None else anchors.pending.gradient(loss)
         record_step(log, args.beta, stats, logratio, weighted.weights, cmask, seq_kl, out, anchors.triplet)
-        return (out.loss, {"base_losses": base}) if return_outputs else out.loss
+        return (loss, {"base_losses": base}) if return_outputs else loss
 
     def _get_grad_norm(self, model, grad_norm=None):
         """``Trainer._get_grad_norm``; then the update is checked (see ``on_nonfinite``) before the optimiser runs."""
@@ -234,6 +247,7 @@ class TIDPOTrainer(StagedSaves, Trainer):
         """``dataset`` with the reference's per-token log-probs of every response (cached; see ``ref_cache``)."""
         if dataset is None:
             return None
+        drop_in.refuse_streaming_reference(dataset, name)
         live, args = self.engine.live_reference, self.args
 
         def score():
@@ -250,7 +264,14 @@ class TIDPOTrainer(StagedSaves, Trainer):
 
     # ---- evaluation and metrics ------------------------------------------------------------------------------
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-        """``Trainer.evaluate``, with the TI-DPO metrics added to the returned dict under the same prefix."""
+        """``Trainer.evaluate``, with the TI-DPO metrics added to the returned dict under the same prefix. Pairs
+        given here are prepared as in ``__init__``; a dict of them (or a ``DatasetDict``) is evaluated name by name,
+        each with ``<prefix>_<name>`` as its prefix, as in TRL."""
+        if isinstance(eval_dataset, dict):
+            metrics = {}
+            for name, dataset in eval_dataset.items():
+                metrics.update(self.evaluate(dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+            return metrics
         self._metric_key_prefix = metric_key_prefix
         if eval_dataset is not None and not isinstance(eval_dataset, str):  # pairs given here: prepared as in __init__
             eval_dataset = prepare_dataset(eval_dataset, self.processing_class, self.args, "eval")
@@ -277,11 +298,15 @@ class TIDPOTrainer(StagedSaves, Trainer):
         return super()._get_eval_sampler(eval_dataset)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Evaluation loss only (uniform weights and no triplet unless ``eval_importance``)."""
+        """Evaluation loss (uniform weights and no triplet unless ``eval_importance``); with ``compute_metrics``,
+        also the policy's logits of the ``2B`` rows and their ``input_ids`` as labels, as TRL passes them."""
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
+            if prediction_loss_only:
+                return loss.detach(), None, None
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        return loss.detach(), logits, inputs["input_ids"]
 
 
 def _checked_args(args: TIDPOConfig | None, importance_fn) -> TIDPOConfig:

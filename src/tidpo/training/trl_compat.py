@@ -38,11 +38,11 @@ CARRIED = (
     "sync_ref_model",
     "ref_model_mixup_alpha",
     "ref_model_sync_steps",
+    "router_aux_loss_coef",
 )
 # field -> (the values that mean what tidpo does, why anything else is refused)
 REQUIRED: dict[str, tuple[tuple, str]] = {
     "truncation_mode": (("keep_start",), "tidpo keeps the start of a row longer than max_length"),
-    "router_aux_loss_coef": ((None, 0.0), "no mixture-of-experts auxiliary loss is added"),
     "pad_token": ((None,), "deprecated in TRL: set tokenizer.pad_token and pass the tokenizer as processing_class"),
 }
 # read by TRL only with a value of a REQUIRED field that tidpo refuses (none since the loss family is carried)
