@@ -178,3 +178,12 @@ def source_name(source) -> str:
 
     name = getattr(getattr(source, "config", None), "_name_or_path", None)
     return portable_base(name) if name else f"<{type(source).__name__}>"
+
+
+def run_sources(model, train_dataset, eval_dataset) -> dict:
+    """How the model card names what a run started from: the model, the dataset and the eval dataset."""
+    return {
+        "model": source_name(model),
+        "dataset": source_name(train_dataset),
+        "eval_dataset": None if eval_dataset is None else source_name(eval_dataset),
+    }

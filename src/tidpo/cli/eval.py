@@ -236,10 +236,7 @@ def _generation_metrics(args, generation, model, ref, tokenizer) -> dict:
 
 def _preference_metrics(args, config, dataset, model, ref, tokenizer) -> dict:
     """``TIDPOTrainer.evaluate`` on the pairs (no attribution, no gradient graph), timed."""
-    from transformers import PrinterCallback, ProgressCallback
-
     from tidpo.data import PreferenceDataError
-    from tidpo.training.callbacks import TIDPOProgressCallback
     from tidpo.training.trainer import TIDPOTrainer
 
     try:
@@ -255,10 +252,7 @@ def _preference_metrics(args, config, dataset, model, ref, tokenizer) -> dict:
         raise CLIError(str(err)) from err
     if len(trainer.eval_dataset) == 0:
         raise CLIError(f"every pair was dropped: the prompts fill --max_length {args.max_length}; raise it")
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(TIDPOProgressCallback(print_eval=False))
-    metrics = trainer.evaluate()
+    metrics = _timed_evaluation(trainer)
     metrics = {key.removeprefix("eval_"): value for key, value in metrics.items()}
     metrics["pairs_per_second"] = metrics.pop("samples_per_second", None)
     metrics.pop("steps_per_second", None)
@@ -271,6 +265,18 @@ def _preference_metrics(args, config, dataset, model, ref, tokenizer) -> dict:
         "max_length": args.max_length,
         **metrics,
     }
+
+
+def _timed_evaluation(trainer) -> dict:
+    """``trainer.evaluate()`` under tidpo's progress bar (no Trainer printout)."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    from tidpo.training.callbacks import TIDPOProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(TIDPOProgressCallback(print_eval=False))
+    return trainer.evaluate()
 
 
 def format_table(results: dict) -> str:

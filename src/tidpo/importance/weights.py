@@ -129,30 +129,16 @@ def token_weights(
     policy_logps: Tensor | None = None,
     ref_logps: Tensor | None = None,
 ) -> Tensor:
-    """Per-token weights ``w`` for Eqs. 9–10, zero off the response, in the token frame.
+    """Per-token weights ``w`` ``(B, L)`` float32 ≥ 0 for Eqs. 9–10, zero off the response, in the token frame.
 
-    Args:
-        estimator: a name of :data:`ESTIMATORS` (``"hybrid"``: Eq. 8 with ``λ = mix``; ``"gradient"``: λ = 1;
-            ``"prior"``: λ = 0; ``"uniform"``: plain DPO; ``"random"``: ablation; ``"columns"``: Eq. 8 with
-            ``column_weights`` as ``I``; ``"columns_raw"``: ``column_weights`` on the response, as they are) or a
-            callable (``Estimator``).
-        completion_mask: ``(B, L)`` response tokens (incl. the final EOS).
-        attributions: ``(B, L)`` gradient attributions ``I`` (needed when the estimator uses them).
-        input_ids: ``(B, L)``, passed to a callable estimator.
-        attention_mask: ``(B, L)``, the span for ``span="sequence"``.
-        mix: ``λ``. sigma_div: the prior's ``T / σ``. span: ``"response"`` or ``"sequence"``.
-        norm: ``"mean"`` or ``"sum"`` over the span. generator: for ``"random"``.
-        column_weights: ``(B, L)`` the dataset's per-token values (≥ 0, finite; only the response's entries are
-            read), for ``"columns"`` and ``"columns_raw"``.
-        policy_logps, ref_logps: ``(B, L)`` per-token log-probs of the policy and the reference, for estimators
-            that read them (no gradient flows through them).
-
-    Returns:
-        ``(B, L)`` float32, ≥ 0.
+    ``estimator``: a name of :data:`ESTIMATORS`, a table entry, or a callable ``(input_ids, attention_mask,
+    completion_mask) -> (B, L)`` scores. Every other tensor is ``(B, L)`` and read only when the estimator declares
+    it (:data:`tidpo.importance.estimator.INPUTS`): the ``attributions`` ``I`` of Eqs. 5–6, ``column_weights`` (the
+    dataset's values), ``policy_logps`` / ``ref_logps`` (no gradient); ``attention_mask`` is also the span of
+    ``span="sequence"``. ``mix`` is ``λ``, ``sigma_div`` the prior's ``T / σ``, ``norm`` ``"mean"`` or ``"sum"``.
 
     Raises:
-        ValueError: ``column_weights`` missing, of the wrong shape or negative for a column estimator, or all 0 on
-            a row's response where nothing would give that row weight (``columns_raw``; ``columns`` with λ = 1).
+        ValueError: a needed input missing, of the wrong shape or negative, or a row with no weight anywhere.
         FloatingPointError: scores with NaN or Inf.
     """
     spec = estimator_spec(estimator)

@@ -81,6 +81,13 @@ class LossFamily:
     kl_mode: str = "none"
     kl_weight: float = 0.0
 
+    def of_step(self, logratio, stats, weights, completion_mask, seq_kl=None):
+        """:meth:`__call__` with a step's per-token statistics ``stats`` (``per_token_logps``,
+        ``ref_per_token_logps`` and, in ``summary``, ``log_sum_sq``)."""
+        log_sum_sq = (stats.summary or {}).get("log_sum_sq")
+        args = (stats.per_token_logps, stats.ref_per_token_logps, weights, completion_mask)
+        return self(logratio, *args, seq_kl, log_sum_sq)
+
     def __call__(self, logratio, policy_logps, ref_logps, weights, completion_mask, seq_kl=None, log_sum_sq=None):
         """Per-pair losses ``(B,)``: ``Σ_k λ_k L_k`` (times WPO's pair weights with ``use_weighting``).
 

@@ -73,6 +73,11 @@ def record_step(
         log("triplet/loss", triplet.loss)
         log("triplet/dist_pos", triplet.dist_pos)
         log("triplet/dist_neg", triplet.dist_neg)
+    _log_weights(log, weights, completion_mask)
+
+
+def _log_weights(log, weights: Tensor, completion_mask: Tensor) -> None:
+    """Largest and smallest response weight, and how many tokens the weights effectively spread over."""
     response = completion_mask.bool()
     effective = effective_token_count(weights)
     rows = {

@@ -144,3 +144,26 @@ def with_reference_logps(
     for column in REF_TOKEN_KEYS:
         dataset = dataset.add_column(column, columns[column])
     return dataset
+
+
+def reference_logps_of(trainer, dataset, name: str):
+    """``dataset`` with the reference's per-token log-probs of every response, scored by ``trainer``'s live reference
+    in its layout (cached on disk under the reference weights' digest; see :func:`with_reference_logps`)."""
+    from tidpo.training import drop_in
+
+    if dataset is None:
+        return None
+    drop_in.refuse_streaming_reference(dataset, name)
+    live, args = trainer.engine.live_reference, trainer.args
+
+    def score():
+        return score_dataset(
+            dataset,
+            trainer.data_collator,
+            lambda batch: live.per_token_logps(trainer.model, batch),
+            args.per_device_eval_batch_size,
+            args.device,
+            desc=f"reference log-probs ({name})",
+        )
+
+    return with_reference_logps(dataset, trainer._ref_weights_key, score, args.max_length, name)

@@ -24,7 +24,7 @@ from tidpo.data.sampling import LongestFirstSampler, is_tokenized, pair_lengths
 from tidpo.lm_head import HeadWorkspace
 from tidpo.losses import sequence_kl, ti_dpo_objective, weighted_logratio
 from tidpo.losses.loss_family import length_desensitized
-from tidpo.models import load_models, source_name
+from tidpo.models import load_models, run_sources
 from tidpo.training import drop_in
 from tidpo.training.anchors import anchor_generation_config
 from tidpo.training.config import TIDPOConfig
@@ -33,12 +33,12 @@ from tidpo.training.distributed import AnchorSampling, generation_gather, prepar
 from tidpo.training.metrics import MetricBuffer, TokenCounter, record_step
 from tidpo.training.moe import RouterLoss, router_coefficient
 from tidpo.training.nonfinite import UpdateGuard
-from tidpo.training.ref_cache import score_dataset, weights_digest, with_reference_logps
+from tidpo.training.ref_cache import reference_logps_of, weights_digest
 from tidpo.training.ref_sync import RefSyncCallback, sync_problem
 from tidpo.training.reference import policy_and_reference
 from tidpo.training.routes import build_engine, resolve_routes
 from tidpo.training.staged_saves import StagedSaves
-from tidpo.training.trl_compat import from_dpo_config, is_dpo_config
+from tidpo.training.trl_compat import trainer_args
 
 logger = logging.getLogger("tidpo")
 
@@ -85,17 +85,9 @@ class TIDPOTrainer(StagedSaves, Trainer):
         evaluation_only: bool = False,
         **kwargs,
     ):
-        args = _checked_args(args, importance_fn)
-        self.data_sources = {  # how the model card names what the run started from
-            "model": source_name(model),
-            "dataset": source_name(train_dataset),
-            "eval_dataset": None if eval_dataset is None else source_name(eval_dataset),
-        }
-        processing_class = drop_in.tokenizer_source(model, processing_class, args.trust_remote_code)
-        from_pretrained = drop_in.init_kwargs(args.from_pretrained_kwargs(), model, quantization_config)
-        model, ref_model, tokenizer = load_models(
-            model, ref_model, processing_class, from_pretrained, args.trust_remote_code
-        )
+        args = trainer_args(args, importance_fn)
+        self.data_sources = run_sources(model, train_dataset, eval_dataset)  # how the model card names them
+        model, ref_model, tokenizer = _load_models(model, ref_model, processing_class, args, quantization_config)
         drop_in.check_datasets(train_dataset, eval_dataset, evaluation_only)
         drop_in.for_streaming(args, train_dataset)
         model, ref_model = policy_and_reference(model, ref_model, peft_config, args.seed, args.disable_dropout)
@@ -207,15 +199,7 @@ class TIDPOTrainer(StagedSaves, Trainer):
         weights = length_desensitized(weighted.weights, cmask, args.ld_alpha)  # LD-DPO's factor (ld_alpha)
         logratio = weighted_logratio(stats.per_token_logps, stats.ref_per_token_logps, weights)  # Eqs. 9-10
         seq_kl = None if stats.per_token_kl is None else sequence_kl(stats.per_token_kl, cmask).chunk(2)
-        base = self.losses(  # Eqs. 11-12 (loss_type 'sigmoid'), or TRL's other losses over the same log-ratios
-            logratio,
-            stats.per_token_logps,
-            stats.ref_per_token_logps,
-            weights,
-            cmask,
-            seq_kl,
-            (stats.summary or {}).get("log_sum_sq"),
-        )
+        base = self.losses.of_step(logratio, stats, weights, cmask, seq_kl)  # Eqs. 11-12, or another TRL loss
         rho = stats.per_token_logps - stats.ref_per_token_logps
         anchors = step.anchors(model, batch, policy, ref, rho, cmask, log)  # Eq. 13
         self.guard.note(mode, inputs, anchors.flags)
@@ -244,23 +228,8 @@ class TIDPOTrainer(StagedSaves, Trainer):
         return loss
 
     def _with_reference_logps(self, dataset, name: str):
-        """``dataset`` with the reference's per-token log-probs of every response (cached; see ``ref_cache``)."""
-        if dataset is None:
-            return None
-        drop_in.refuse_streaming_reference(dataset, name)
-        live, args = self.engine.live_reference, self.args
-
-        def score():
-            return score_dataset(
-                dataset,
-                self.data_collator,
-                lambda batch: live.per_token_logps(self.model, batch),
-                args.per_device_eval_batch_size,
-                args.device,
-                desc=f"reference log-probs ({name})",
-            )
-
-        return with_reference_logps(dataset, self._ref_weights_key, score, args.max_length, name)
+        """``dataset`` with the reference's per-token log-probs of every response (:mod:`.ref_cache`)."""
+        return reference_logps_of(self, dataset, name)
 
     # ---- evaluation and metrics ------------------------------------------------------------------------------
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
@@ -309,13 +278,8 @@ class TIDPOTrainer(StagedSaves, Trainer):
         return loss.detach(), logits, inputs["input_ids"]
 
 
-def _checked_args(args: TIDPOConfig | None, importance_fn) -> TIDPOConfig:
-    args = args or TIDPOConfig(output_dir="tidpo-output")
-    if is_dpo_config(args):
-        args = from_dpo_config(args)
-        logger.info("tidpo: TRL's DPOConfig converted to TIDPOConfig (preset %r, beta %s)", args.preset, args.beta)
-    if not isinstance(args, TIDPOConfig):
-        raise TypeError(f"args must be a TIDPOConfig (or TRL's DPOConfig), got {type(args).__name__}")
-    if (args.importance == "custom") != (importance_fn is not None):
-        raise ValueError("importance='custom' and importance_fn go together: pass both or neither")
-    return args
+def _load_models(model, ref_model, processing_class, args: TIDPOConfig, quantization_config):
+    """Policy, reference and tokenizer, loaded as TRL does where given by name (:mod:`tidpo.training.drop_in`)."""
+    processing_class = drop_in.tokenizer_source(model, processing_class, args.trust_remote_code)
+    from_pretrained = drop_in.init_kwargs(args.from_pretrained_kwargs(), model, quantization_config)
+    return load_models(model, ref_model, processing_class, from_pretrained, args.trust_remote_code)

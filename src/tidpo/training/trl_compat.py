@@ -10,12 +10,15 @@ The TI-DPO fields themselves come from the preset (``paper`` unless overridden),
 from __future__ import annotations
 
 import enum
+import logging
 import warnings
 from dataclasses import MISSING, fields
 
 from transformers import TrainingArguments
 
 from tidpo.training.config import TIDPOConfig
+
+logger = logging.getLogger("tidpo")
 
 CARRIED = (
     "beta",
@@ -129,3 +132,17 @@ def _check_uncarried(config, f, value) -> None:
             f"DPOConfig.{f.name}={getattr(config, f.name)!r} is a TRL option this version of tidpo does not know; "
             f"leave it at its default ({_default(f)!r})"
         )
+
+
+def trainer_args(args: TIDPOConfig | None, importance_fn) -> TIDPOConfig:
+    """The trainer's ``args``: a :class:`TIDPOConfig` as given, TRL's ``DPOConfig`` converted, or the default; and
+    ``importance="custom"`` only together with ``importance_fn``."""
+    args = args or TIDPOConfig(output_dir="tidpo-output")
+    if is_dpo_config(args):
+        args = from_dpo_config(args)
+        logger.info("tidpo: TRL's DPOConfig converted to TIDPOConfig (preset %r, beta %s)", args.preset, args.beta)
+    if not isinstance(args, TIDPOConfig):
+        raise TypeError(f"args must be a TIDPOConfig (or TRL's DPOConfig), got {type(args).__name__}")
+    if (args.importance == "custom") != (importance_fn is not None):
+        raise ValueError("importance='custom' and importance_fn go together: pass both or neither")
+    return args
