@@ -27,9 +27,14 @@ def _prompts(tokenizer):
 
 def _config(tokenizer, do_sample, n=12, temperature=0.8, top_k=10, top_p=0.9):
     return GenerationConfig(
-        do_sample=do_sample, top_k=top_k, top_p=top_p, temperature=temperature, max_new_tokens=n,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+        do_sample=do_sample,
+        top_k=top_k,
+        top_p=top_p,
+        temperature=temperature,
+        max_new_tokens=n,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 def _model(tokenizer, arch, attn, seed=3):
@@ -86,8 +91,14 @@ def test_the_static_decode_stops_when_every_row_has_ended(tokenizer):
 def test_a_training_step_with_the_static_decode_equals_the_dynamic_one(tokenizer, tmp_path):
     steps = {}
     for decode in ("dynamic", "static"):
-        trainer, _ = one_sgd_step(tokenizer, tmp_path / decode, anchor_decode=decode, share_prompt=False,
-                                  triplet_weight=5.0, triplet_margin=0.5)  # fmt: skip
+        trainer, _ = one_sgd_step(
+            tokenizer,
+            tmp_path / decode,
+            anchor_decode=decode,
+            share_prompt=False,
+            triplet_weight=5.0,
+            triplet_margin=0.5,
+        )
         assert trainer.routes.anchor_decode == decode and f"anchor_decode={decode}" in str(trainer.routes)
         steps[decode] = trainer
     assert steps["dynamic"].state.log_history[0]["triplet/loss"] > 0

@@ -218,7 +218,13 @@ class AnchorStep:
     """Sample anchors (timed), score them with both models, and take Eq. 13 over the response frames."""
 
     def __init__(
-        self, layout, reference, generation_config: GenerationConfig, margin: float, backward, sampling=None,
+        self,
+        layout,
+        reference,
+        generation_config: GenerationConfig,
+        margin: float,
+        backward,
+        sampling=None,
         decode: str = "dynamic",
     ):
         self.layout, self.reference, self.config = layout, reference, generation_config

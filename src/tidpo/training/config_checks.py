@@ -25,8 +25,15 @@ FINITE = (
 
 def resolve_method_fields(c) -> None:
     """Fill the method fields of config ``c`` from its baseline, KL mode and preset, then check every range."""
-    for name in ("preset", "baseline", "weight_norm", "attribution", "attribution_target", "anchor_backward",
-                 "anchor_decode"):
+    for name in (
+        "preset",
+        "baseline",
+        "weight_norm",
+        "attribution",
+        "attribution_target",
+        "anchor_backward",
+        "anchor_decode",
+    ):
         check_choice(name, getattr(c, name))
     _apply_baseline(c)
     if c.kl_mode is not None:

@@ -40,8 +40,9 @@ def warpers(config: GenerationConfig, check=None) -> LogitsProcessorList:
 def draw(processors: LogitsProcessorList, tokens: list[Tensor], logits: Tensor, config, done: Tensor) -> Tensor:
     """The next token ``(B,)`` from ``logits`` ``(B, V)`` (float32): sampled or greedy; rows already done get
     the pad token."""
-    sequences = torch.stack(tokens, 1) if tokens else torch.zeros(logits.shape[0], 0, dtype=torch.long,
-                                                                    device=logits.device)
+    sequences = (
+        torch.stack(tokens, 1) if tokens else torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
+    )
     scores = processors(sequences, logits)
     if config.do_sample:
         token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
@@ -66,8 +67,9 @@ class StaticStep:
         self.open = torch.zeros(rows, width + new, dtype=torch.bool, device=device)
         self.open[:, :width] = prompt.mask.bool()
         sdpa = model.config._attn_implementation == "sdpa"
-        self.mask = self.open if sdpa else torch.full(self.open.shape, torch.finfo(dtype).min, dtype=dtype,
-                                                       device=device)  # fmt: skip
+        self.mask = (
+            self.open if sdpa else torch.full(self.open.shape, torch.finfo(dtype).min, dtype=dtype, device=device)
+        )
         if not sdpa:
             self.mask.masked_fill_(self.open, 0.0)
         self.token = torch.zeros(rows, 1, dtype=torch.long, device=device)
@@ -76,8 +78,13 @@ class StaticStep:
         self.logits, self._graph = None, None
 
     def _forward(self) -> Tensor:
-        out = self.model(input_ids=self.token, attention_mask=self.mask[:, None, None, :],
-                         position_ids=self.position, use_cache=True, **{self.keyword: self.cache})  # fmt: skip
+        out = self.model(
+            input_ids=self.token,
+            attention_mask=self.mask[:, None, None, :],
+            position_ids=self.position,
+            use_cache=True,
+            **{self.keyword: self.cache},
+        )
         return out.logits
 
     def _capture(self) -> None:
@@ -158,9 +165,17 @@ def _one_step_problem(model: nn.Module, prompt_forward, keyword: str) -> str | N
         prompt = prompt_forward(model, ids, mask)
         token = torch.tensor([5, 6], device=device)
         static = StaticStep(model, prompt, 2, keyword, graph=False)(token, 0)
-        dynamic = model(input_ids=token[:, None], attention_mask=torch.cat([mask, mask[:, :1] * 0 + 1], 1),
-                        position_ids=prompt.positions(1), use_cache=True,
-                        **{keyword: prompt.dynamic_cache()}).logits[:, -1].float()  # fmt: skip
+        dynamic = (
+            model(
+                input_ids=token[:, None],
+                attention_mask=torch.cat([mask, mask[:, :1] * 0 + 1], 1),
+                position_ids=prompt.positions(1),
+                use_cache=True,
+                **{keyword: prompt.dynamic_cache()},
+            )
+            .logits[:, -1]
+            .float()
+        )
     finally:
         model.train(was_training)
     scale = float(dynamic.abs().max()) + 1.0
@@ -173,4 +188,3 @@ def graph_problem(model: nn.Module) -> str | None:
     """Why the decode cannot be captured as a CUDA graph (None when it can)."""
     device = model.get_input_embeddings().weight.device
     return None if device.type == "cuda" else f"the policy is on {device.type}; CUDA graphs capture CUDA work only"
-
