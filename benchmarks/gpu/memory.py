@@ -110,8 +110,8 @@ def main() -> int:
     rows = run_rows(report, shapes, args.cpu, dev, dtype, deadline)
     card = torch.cuda.get_device_name(0) if dev.type == "cuda" else "CPU"
     report.line(
-        f"Peak memory (MiB) on {card}, {str(dtype).removeprefix('torch.')} weights, 2 pairs a step of 512 tokens a row (CPU mode: 48), "
-        "γ = 0.1, AdamW:"
+        f"Peak memory (MiB) on {card}, {str(dtype).removeprefix('torch.')} weights, 2 pairs a step of 512 tokens "
+        "a row (CPU mode: 48), γ = 0.1, AdamW:"
     )
     report.line("")
     report.line("| shape | fine-tuning | peak MiB | s | first loss | note |")
