@@ -8,6 +8,7 @@ from datasets import Dataset
 from peft import LoraConfig
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from tests.device import current_device
 from tests.tiny import make_model
 from tidpo import TIDPOConfig, TIDPOTrainer
 from tidpo.data import PreferenceCollator, tokenize_preference_dataset
@@ -42,7 +43,8 @@ def config(tmp_path, **overrides) -> TIDPOConfig:
         "logging_steps": 1,
         "save_strategy": "no",
         "report_to": "none",
-        "use_cpu": True,
+        "use_cpu": current_device().type == "cpu",
+        "dataloader_pin_memory": current_device().type == "cpu",  # batches are built on the test device already
         "seed": 0,
         "max_length": 64,
         "anchor_max_new_tokens": 6,

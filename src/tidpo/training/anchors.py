@@ -85,8 +85,11 @@ def sample_anchors(
     prompt_attention_mask: Tensor,
     generation_config: GenerationConfig,
     check: FiniteLogitsCheck | None = None,
+    decode: str = "dynamic",
 ) -> AnchorBatch:
-    """Sample one anchor per prompt from ``model`` with ``generate`` and lay out ``prompt + anchor`` rows.
+    """Sample one anchor per prompt from ``model`` with ``generate`` and lay out ``prompt + anchor`` rows; with
+    ``decode="static"`` or ``"graph"`` (:mod:`tidpo.training.decode`) the prompts are prefilled once and the same
+    tokens are drawn from a static cache instead.
 
     Args:
         model: the current policy (unwrapped; a PEFT model samples with its adapters on).
@@ -95,7 +98,14 @@ def sample_anchors(
         generation_config: sampling settings (``do_sample``, ``top_k``, ``top_p``, ``temperature``,
             ``max_new_tokens``, ``eos_token_id``, ``pad_token_id``).
         check: notes scores that make no distribution (see :class:`FiniteLogitsCheck`).
+        decode: the anchor decode route: ``dynamic`` (``generate``), ``static`` or ``graph``.
     """
+    if decode != "dynamic":
+        from tidpo.training.prompt_cache import prompt_forward, sample_from_prompt
+
+        prompt = prompt_forward(model, prompt_input_ids, prompt_attention_mask)
+        generated = sample_from_prompt(model, prompt, generation_config, check, decode)
+        return anchor_batch(prompt_input_ids, prompt_attention_mask, generated, generation_config)
     sequences = model.generate(
         input_ids=prompt_input_ids,
         attention_mask=prompt_attention_mask,
@@ -207,9 +217,18 @@ class AnchorOutcome:
 class AnchorStep:
     """Sample anchors (timed), score them with both models, and take Eq. 13 over the response frames."""
 
-    def __init__(self, layout, reference, generation_config: GenerationConfig, margin: float, backward, sampling=None):
+    def __init__(
+        self,
+        layout,
+        reference,
+        generation_config: GenerationConfig,
+        margin: float,
+        backward,
+        sampling=None,
+        decode: str = "dynamic",
+    ):
         self.layout, self.reference, self.config = layout, reference, generation_config
-        self.margin, self.backward = margin, backward
+        self.margin, self.backward, self.decode = margin, backward, decode
         # model -> the context of one draw (its seed, gathered parameters; tidpo.training.distributed.AnchorSampling)
         self.sampling = sampling or (lambda model: contextlib.nullcontext())
 
@@ -223,7 +242,7 @@ class AnchorStep:
         start = time.perf_counter()
         check = FiniteLogitsCheck(self.config.eos_token_id)
         with self.sampling(self.layout.unwrap(model)):
-            anchors = self.layout.sample_anchors(model, batch, policy, self.config, check)
+            anchors = self.layout.sample_anchors(model, batch, policy, self.config, check, self.decode)
         log("time/anchor_sampling", elapsed(start))
         if check.failed():
             return AnchorOutcome(flags={"anchor_logits": torch.tensor(True)})

@@ -136,6 +136,15 @@ class TIDPOConfig(LossOptions, TrainingArguments):
             "FlashAttention-2 paths do for Llama-family models). Same numbers either way."
         ),
     )
+    anchor_decode: str = field(
+        default="auto",
+        metadata=_help(
+            "How the anchors' tokens are decoded: 'dynamic' (a growing key/value cache; generate's loop), 'static' "
+            "(keys and values in fixed buffers, fixed shapes every token), 'graph' (static, each token's forward "
+            "replayed as a CUDA graph: one launch per token); 'auto': graph on a GPU, dynamic on a CPU. Same draws "
+            "under a seed."
+        ),
+    )
     anchor_backward: str = field(
         default="auto",
         metadata=_help(

@@ -26,7 +26,15 @@ FINITE = (
 
 def resolve_method_fields(c) -> None:
     """Fill the method fields of config ``c`` from its baseline, KL mode and preset, then check every range."""
-    for name in ("preset", "baseline", "weight_norm", "attribution", "attribution_target", "anchor_backward"):
+    for name in (
+        "preset",
+        "baseline",
+        "weight_norm",
+        "attribution",
+        "attribution_target",
+        "anchor_backward",
+        "anchor_decode",
+    ):
         check_choice(name, getattr(c, name))
     normalize_loss_fields(c)
     _apply_baseline(c)

@@ -128,10 +128,13 @@ class PaddedRows:
 
         return TargetInputs(mask, completion_mask, lambda m: self.head.target_logits(features, m), token_logps)
 
-    def sample_anchors(self, model: nn.Module, batch, policy: PolicyForward, config, check=None) -> AnchorBatch:
-        """One anchor per prompt from the current policy (``generate`` over the left-padded prompts)."""
+    def sample_anchors(
+        self, model: nn.Module, batch, policy: PolicyForward, config, check=None, decode="dynamic"
+    ) -> AnchorBatch:
+        """One anchor per prompt from the current policy (``generate`` over the left-padded prompts; ``decode``:
+        the anchor decode route)."""
         prompts = batch["prompt_input_ids"], batch["prompt_attention_mask"]
-        return sample_anchors(self.unwrap(model), *prompts, config, check)
+        return sample_anchors(self.unwrap(model), *prompts, config, check, decode)
 
     def anchor_frame(self, anchors: AnchorBatch) -> tuple[Tensor, Tensor]:
         """``(input_ids, completion_mask)`` of the rows the anchor features below are laid out in."""

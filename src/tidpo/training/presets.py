@@ -48,6 +48,7 @@ CHOICES = {
     "attribution": ("fused", "separate"),
     "attribution_target": ATTRIBUTION_TARGETS,
     "anchor_backward": ("auto", "deferred", "joint"),
+    "anchor_decode": ("auto", "dynamic", "static", "graph"),
     "on_nonfinite": ("raise", "skip"),
 }
 

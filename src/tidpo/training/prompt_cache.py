@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from transformers import GenerationConfig, LogitsProcessorList
-from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers import GenerationConfig
 
 from tidpo.importance.attribution import gradient_scores
 from tidpo.importance.target import AttributionTarget, TargetInputs
 from tidpo.importance.targets import TARGETS
 from tidpo.ops import left_align, move_to_frame
 from tidpo.training.anchors import AnchorBatch, anchor_batch
+from tidpo.training.decode import draw, static_sample, warpers
 from tidpo.training.head import Features, hidden_states_as_output, project
 from tidpo.training.layouts import PaddedRows, PolicyForward, attach, captured_embeddings, graph_mode
 
@@ -273,45 +273,30 @@ def shared_prompt_attributions(
     return attributions
 
 
-def _warpers(config: GenerationConfig) -> LogitsProcessorList:
-    """``generate``'s sampling warpers for one sequence per prompt: temperature, then top-k, then top-p."""
-    warpers = LogitsProcessorList()
-    if config.temperature is not None and config.temperature != 1.0:
-        warpers.append(TemperatureLogitsWarper(config.temperature))
-    if config.top_k is not None and config.top_k != 0:
-        warpers.append(TopKLogitsWarper(top_k=config.top_k, min_tokens_to_keep=1))
-    if config.top_p is not None and config.top_p < 1.0:
-        warpers.append(TopPLogitsWarper(top_p=config.top_p, min_tokens_to_keep=1))
-    return warpers
-
-
 @torch.no_grad()
-def sample_from_prompt(model: nn.Module, prompt: PromptState, config: GenerationConfig, check=None) -> Tensor:
+def sample_from_prompt(
+    model: nn.Module, prompt: PromptState, config: GenerationConfig, check=None, decode: str = "dynamic"
+) -> Tensor:
     """Sample ``(B, N)`` tokens continuing prompts already run (their keys, values and last hidden state in
     ``prompt``): a KV-cached decode loop, one forward per new token, with ``generate``'s warpers in its order, so a
     seed gives ``generate``'s draws. Rows that have emitted EOS continue with the pad token; the loop stops when
     every row has, or after ``max_new_tokens``. ``do_sample=False`` is greedy. ``check`` (a
     :class:`tidpo.training.anchors.FiniteLogitsCheck`) sees each step's logits first, as ``generate``'s own
-    processors come before its warpers."""
+    processors come before its warpers. ``decode`` is the anchor decode route (:mod:`tidpo.training.decode`):
+    ``dynamic`` grows a ``DynamicCache``; ``static`` and ``graph`` draw the same tokens from fixed buffers."""
+    if decode != "dynamic":
+        return static_sample(model, prompt, config, check, cache_keyword(model), graph=decode == "graph")
     prompt = prompt.detached()
     head = model.get_output_embeddings()
     # (B, V): the distribution of the first anchor token; the hidden state may be kept in fp32 for a bf16 head
     logits = head(prompt.last.to(head.weight.dtype)).float()
     cache, keyword = prompt.dynamic_cache(), cache_keyword(model)
-    warpers = _warpers(config) if config.do_sample else LogitsProcessorList()
-    if check is not None:
-        warpers.insert(0, check)
+    processors = warpers(config, check)
     mask, rows, start = prompt.mask, prompt.mask.shape[0], prompt.positions(1)
     done = torch.zeros(rows, dtype=torch.bool, device=mask.device)
     tokens = []
     for step in range(config.max_new_tokens):
-        sequences = torch.stack(tokens, 1) if tokens else mask.new_zeros(rows, 0)
-        scores = warpers(sequences, logits)
-        if config.do_sample:
-            token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-        else:
-            token = scores.argmax(-1)
-        token = token.masked_fill(done, config.pad_token_id)
+        token = draw(processors, tokens, logits, config, done)
         tokens.append(token)
         done |= token == config.eos_token_id
         if done.all() or step + 1 == config.max_new_tokens:
@@ -365,10 +350,10 @@ class SharedPrompt(PaddedRows):
             return shared_prompt_attributions(policy.features, sharing, policy.embeds, policy.prompt_embeds, target)
 
     def sample_anchors(
-        self, model: nn.Module, sharing: PromptSharing, policy: PolicyForward, config, check=None
+        self, model: nn.Module, sharing: PromptSharing, policy: PolicyForward, config, check=None, decode="dynamic"
     ) -> AnchorBatch:
         """Sampling continues the policy forward's prompts: no prompt runs again."""
-        generated = sample_from_prompt(self.unwrap(model), policy.features.prompt, config, check)
+        generated = sample_from_prompt(self.unwrap(model), policy.features.prompt, config, check, decode)
         return anchor_batch(sharing.prompt_ids, sharing.prompt_mask, generated, config)
 
     def anchor_frame(self, anchors: AnchorBatch) -> tuple[Tensor, Tensor]:

@@ -1,10 +1,10 @@
-"""Engineering routes, resolved once before training: which head, layout, attribution, reference and anchor
-backward the steps use.
+"""Engineering routes, resolved once before training: which head, layout, attribution, reference, anchor
+backward and anchor decode the steps use.
 
 Every route has a naive twin that gives the same numbers (tested, route by route and in a matrix of all valid
 combinations): full logits for the chunked head, padded whole rows for packed rows and the shared prompt, a
 separate forward for the fused attribution, the live reference for the cached one, the joint anchor backward for
-the deferred one.
+the deferred one, the dynamic decode for the static and graph ones.
 
 :func:`resolve_routes` reads the config and probes the models once; the result, :class:`Routes`, is frozen and
 logged in one line by the trainer. A fast route the user *asked for* that cannot be served raises, with the option,
@@ -21,6 +21,7 @@ from torch import nn
 
 from tidpo.importance.targets import TARGETS
 from tidpo.training.anchors import AnchorStep, DeferredBackward, JointBackward, NoAnchors
+from tidpo.training.decode import graph_problem, static_decode_problem
 from tidpo.training.head import ChunkedHead, FullLogitsHead, chunked_head_problem
 from tidpo.training.layouts import PackedRows, PaddedRows
 from tidpo.training.moe import router_coefficient
@@ -34,6 +35,7 @@ LAYOUTS = ("whole rows", "packed rows", "shared prompt")
 ATTRIBUTIONS = ("fused", "separate", "none")
 REFERENCES = ("live", "cached")
 ANCHOR_BACKWARDS = ("joint", "deferred", "none")
+ANCHOR_DECODES = ("graph", "static", "dynamic", "none")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Routes:
     reference: str
     anchor_backward: str
     fallbacks: tuple[str, ...] = ()
+    anchor_decode: str = "none"
 
     def __post_init__(self):
         allowed = {
@@ -54,6 +57,7 @@ class Routes:
             "attribution": ATTRIBUTIONS,
             "reference": REFERENCES,
             "anchor_backward": ANCHOR_BACKWARDS,
+            "anchor_decode": ANCHOR_DECODES,
         }
         for name, values in allowed.items():
             if getattr(self, name) not in values:
@@ -62,7 +66,7 @@ class Routes:
     def __str__(self) -> str:
         line = (
             f"head={self.head}, layout={self.layout}, attribution={self.attribution}, reference={self.reference}, "
-            f"anchor_backward={self.anchor_backward}"
+            f"anchor_backward={self.anchor_backward}, anchor_decode={self.anchor_decode}"
         )
         return line + (f" (fell back: {'; '.join(self.fallbacks)})" if self.fallbacks else "")
 
@@ -77,12 +81,12 @@ class _Resolution:
     def __init__(self):
         self.fallbacks: list[str] = []
 
-    def refuse(self, option: str, explicit: bool, problem: str | None, fix: str) -> bool:
+    def refuse(self, option: str, explicit: bool, problem: str | None, fix: str, value: str = "True") -> bool:
         """True when ``option`` can be served; a problem raises if the user set it, else records a fallback."""
         if problem is None:
             return True
         if explicit:
-            raise RouteError(f"{option}=True cannot be served: {problem}; {fix}")
+            raise RouteError(f"{option}={value} cannot be served: {problem}; {fix}")
         self.fallbacks.append(f"{option}: {problem}")
         return False
 
@@ -147,6 +151,7 @@ def resolve_routes(
         if resolution.refuse("share_prompt", args.share_prompt is True, _first_problem(checks), fix):
             layout = "shared prompt"
     deferred = args.anchor_backward == "deferred" or (args.anchor_backward == "auto" and layout != "shared prompt")
+    decode = "none" if args.triplet_weight == 0 else _anchor_decode(args, models["policy"], sharded_by, resolution)
     return Routes(
         head="chunked" if chunked else "full logits",
         layout=layout,
@@ -154,6 +159,7 @@ def resolve_routes(
         reference="cached" if args.precompute_ref_log_probs else "live",
         anchor_backward="none" if args.triplet_weight == 0 else ("deferred" if deferred else "joint"),
         fallbacks=tuple(resolution.fallbacks),
+        anchor_decode=decode,
     )
 
 
@@ -162,6 +168,25 @@ def _router_problem(args, policy: nn.Module) -> str | None:
     if router_coefficient(args, policy) == 0.0:
         return None
     return "the router's load-balancing loss (router_aux_loss_coef) is over whole rows, as in TRL"
+
+
+def _anchor_decode(args, policy: nn.Module, sharded_by: str | None, resolution: _Resolution) -> str:
+    """``graph`` on a GPU and ``dynamic`` on a CPU when left at ``auto`` (on a CPU a launch costs nothing and there
+    are no graphs: a choice, not a fallback); an explicit ``static`` or ``graph`` is probed and refused if it
+    cannot be served."""
+    asked = args.anchor_decode
+    on_gpu = policy.get_input_embeddings().weight.device.type == "cuda"
+    if asked == "dynamic" or (asked == "auto" and not on_gpu):
+        return "dynamic"
+    wanted = "static" if asked == "static" else "graph"
+    checks = [
+        lambda: None if sharded_by is None else f"{sharded_by} gathers the parameters afresh for every forward",
+        lambda: graph_problem(policy) if wanted == "graph" else None,
+        lambda: static_decode_problem(policy),
+    ]
+    fix = "set anchor_decode='dynamic' (or leave it at 'auto')"
+    served = resolution.refuse("anchor_decode", asked != "auto", _first_problem(checks), fix, repr(asked))
+    return wanted if served else "dynamic"
 
 
 def _unused_head_problem(args, policy: nn.Module) -> str | None:
@@ -223,7 +248,9 @@ def build_engine(
     def anchors(backward):
         if routes.anchor_backward == "none":
             return NoAnchors()
-        return AnchorStep(layout, live, generation_config, args.triplet_margin, backward, sampling)
+        return AnchorStep(
+            layout, live, generation_config, args.triplet_margin, backward, sampling, routes.anchor_decode
+        )
 
     train = StepPolicies(
         attribution(layout, TARGETS[args.attribution_target]) if attribution else NoAttribution(),
