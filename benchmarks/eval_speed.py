@@ -57,10 +57,16 @@ def evaluate_path(model, tokenizer, data, args, group: bool, packed: bool, warm_
 
     with tempfile.TemporaryDirectory() as scratch:
         config = TIDPOConfig(
-            output_dir=scratch, per_device_eval_batch_size=args.batch_size, max_length=args.max_length,
-            report_to="none", use_cpu=True, disable_tqdm=True, dataloader_pin_memory=False,
-            eval_group_by_length=group, padding_free=packed,
-        )  # fmt: skip
+            output_dir=scratch,
+            per_device_eval_batch_size=args.batch_size,
+            max_length=args.max_length,
+            report_to="none",
+            use_cpu=True,
+            disable_tqdm=True,
+            dataloader_pin_memory=False,
+            eval_group_by_length=group,
+            padding_free=packed,
+        )
         trainer = TIDPOTrainer(
             model=model, args=config, eval_dataset=data, processing_class=tokenizer, evaluation_only=True
         )
@@ -91,7 +97,14 @@ def bare_forward(model, batches) -> float:
     return time.perf_counter() - start
 
 
-def main(argv=None) -> int:
+MODES = (  # (label, eval_group_by_length, padding_free), timed in this order
+    ("dataset order (before)", False, False),
+    ("longest first (`eval_group_by_length`, the default)", True, False),
+    ("longest first, `padding_free` (packed rows)", True, True),
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=HH / "dev.conversational.jsonl")
     p.add_argument("--model", help="model folder (default: the built-in SmolLM2-135M-Instruct)")
@@ -99,27 +112,51 @@ def main(argv=None) -> int:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--max_length", type=int, default=256)
     p.add_argument("--markdown", type=Path, default=ROOT / "docs" / "performance.md")
-    args = p.parse_args(argv)
-    if not args.data.is_file():
-        raise SystemExit(f"{args.data} not found (pass --data, or set HH to the HH harmless-base folder)")
-    torch.manual_seed(0)
-    model, tokenizer, data = build(args)
+    return p
+
+
+def _shared_prompt_positions(batch) -> int:
+    """What the shared-prompt layout runs for one batch: its prompts once (B, P), both responses (2B, R)."""
+    prompts = batch["prompt_input_ids"]
+    return prompts.numel() + 2 * prompts.shape[0] * int(batch["completion_mask"].sum(-1).max())
+
+
+def positions_per_pair(batches, pairs: int) -> tuple[float, float, float]:
+    """Per row: real positions and positions with padding (whole rows); per pair: the shared-prompt layout's."""
+    real = sum(int(b["attention_mask"].sum()) for b in batches) / 2 / pairs
+    padded = sum(b["attention_mask"].numel() for b in batches) / 2 / pairs
+    shared = sum(_shared_prompt_positions(b) for b in batches) / pairs
+    return real, padded, shared
+
+
+def measure(model, tokenizer, data, args) -> list[tuple]:
+    """One row per mode of ``MODES``: ``(label, packed, eval_s, bare_s, pairs, real, padded, shared)``."""
     rows = []
-    modes = (
-        ("dataset order (before)", False, False),
-        ("longest first (`eval_group_by_length`, the default)", True, False),
-        ("longest first, `padding_free` (packed rows)", True, True),
-    )
-    for i, (label, group, packed) in enumerate(modes):
+    for i, (label, group, packed) in enumerate(MODES):
         eval_s, pairs, batches = evaluate_path(model, tokenizer, data, args, group, packed, warm_up=i == 0)
         bare_s = bare_forward(model, batches)
-        real = sum(int(b["attention_mask"].sum()) for b in batches) / 2 / pairs
-        padded = sum(b["attention_mask"].numel() for b in batches) / 2 / pairs
-        # what the shared-prompt layout runs: each batch's prompts once (B, P), both responses (2B, R)
-        shared = sum(b["prompt_input_ids"].numel() + 2 * b["prompt_input_ids"].shape[0]
-                     * int(b["completion_mask"].sum(-1).max()) for b in batches) / pairs  # fmt: skip
+        real, padded, shared = positions_per_pair(batches, pairs)
         rows.append((label, packed, eval_s, bare_s, pairs, real, padded, shared))
         print(f"{label}: evaluate {eval_s:.1f}s, bare {bare_s:.1f}s, {real:.0f}/{padded:.0f} per row, {shared:.0f}")
+    return rows
+
+
+def _table_rows(rows) -> list[str]:
+    """Two lines per mode: the bare forward (ratio 1), then the evaluation."""
+    lines = []
+    for label, packed, eval_s, bare_s, pairs, _real, padded, shared in rows:
+        layout = f"{2 * _real:.0f} (packed)" if packed else f"{shared:.0f}"
+        lines += [
+            f"| {label} | {padded:.0f} | — | bare forward, policy + reference, `torch.no_grad()` | {bare_s:.2f} | "
+            f"{pairs / bare_s:.2f} | 1.00 |",
+            f"| {label} | {padded:.0f} | {layout} | `TIDPOTrainer.evaluate` (what `tidpo eval` runs) | {eval_s:.2f} | "
+            f"{pairs / eval_s:.2f} | {eval_s / bare_s:.2f} |",
+        ]
+    return lines
+
+
+def page_section(rows, args, argv) -> str:
+    """The section of docs/performance.md: how it was run, the table, and the speed-ups against dataset order."""
     m = machine()
     command = "python benchmarks/eval_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     pairs, real = rows[0][4], rows[0][5]
@@ -134,21 +171,22 @@ def main(argv=None) -> int:
         "| pairs in | positions per row (padding included) | per pair, shared-prompt layout | path | seconds | pairs/s "
         "| ratio to the bare forward |",
         "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for label, packed, eval_s, bare_s, pairs, _real, padded, shared in rows:
-        layout = f"{2 * _real:.0f} (packed)" if packed else f"{shared:.0f}"
-        lines += [
-            f"| {label} | {padded:.0f} | — | bare forward, policy + reference, `torch.no_grad()` | {bare_s:.2f} | "
-            f"{pairs / bare_s:.2f} | 1.00 |",
-            f"| {label} | {padded:.0f} | {layout} | `TIDPOTrainer.evaluate` (what `tidpo eval` runs) | {eval_s:.2f} | "
-            f"{pairs / eval_s:.2f} | {eval_s / bare_s:.2f} |",
-        ]
-    lines += [
+        *_table_rows(rows),
         "",
         f"Against dataset order, `tidpo eval` ran {rows[0][2] / rows[1][2]:.2f}× the pairs/s longest first and "
         f"{rows[0][2] / rows[2][2]:.2f}× with packed rows.",
     ]
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    if not args.data.is_file():
+        raise SystemExit(f"{args.data} not found (pass --data, or set HH to the HH harmless-base folder)")
+    torch.manual_seed(0)
+    model, tokenizer, data = build(args)
+    rows = measure(model, tokenizer, data, args)
+    text = page_section(rows, args, argv)
     print(text)
     write_markdown(args.markdown, "eval-speed", text)
     return 0

@@ -14,16 +14,12 @@ the peak resident set size above the level measured just before the configuratio
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime as dt
-import gc
 import json
 import os
 import platform
 import statistics
 import sys
-import threading
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,24 +27,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the page's writer and the step timer: other benchmark scripts import them from here
+from speed_inputs import SHAPES, build_model, build_tokenizer, synthetic_pairs  # noqa: E402
+from speed_page import results_section, sweep_section, write_markdown  # noqa: E402
+from speed_probes import RSSPeak as _RSSPeak  # noqa: E402
+from speed_probes import StepTimer as _StepTimer  # noqa: E402
+from speed_probes import free_memory as _free_memory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAPES = {  # public configs of the two models, weights random
-    "smollm2-135m": dict(
-        arch="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-        num_attention_heads=9, num_key_value_heads=3, rope_theta=100000.0, tie_word_embeddings=True,
-    ),
-    "qwen2.5-0.5b": dict(
-        arch="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-        num_attention_heads=14, num_key_value_heads=2, rope_theta=1000000.0, tie_word_embeddings=True,
-    ),
-    "tiny": dict(
-        arch="llama", vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=True,
-    ),
-}  # fmt: skip
-
 # name -> (trainer, config overrides). TRL runs with its own defaults except where named.
 CONFIGS = {
     "trl_dpo": ("trl", {}),
@@ -80,127 +68,66 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
-class _RSSPeak:
-    """Samples this process's resident set size every few ms in a thread; ``peak`` in bytes."""
-
-    def __init__(self):
-        self.peak, self._stop = 0, threading.Event()
-        self._page = os.sysconf("SC_PAGE_SIZE")
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def current() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.current())
-            time.sleep(0.005)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+def _training_args(name: str, args, device: torch.device, dtype: torch.dtype, max_length: int, steps: int) -> dict:
+    """The settings every configuration shares, TRL's and tidpo's alike (``CONFIGS`` adds its own on top)."""
+    return dict(
+        output_dir=str(args.scratch / name),
+        per_device_train_batch_size=args.pairs,
+        max_steps=steps,
+        learning_rate=1e-6,
+        logging_steps=10_000,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+        max_length=max_length,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        use_cpu=device.type == "cpu",
+        bf16=dtype == torch.bfloat16,
+    )
 
 
-class _StepTimer(TrainerCallback):
-    def __init__(self, device: torch.device):
-        self.device, self.times, self._start = device, [], 0.0
+def _trainer(name: str, args, device: torch.device, dtype: torch.dtype, prompt_len: int, response_len: int, steps: int):
+    """The configuration's trainer over fresh models (policy and reference, same seed) and ``steps`` batches."""
+    kind, overrides = CONFIGS[name]
+    tokenizer = build_tokenizer(SHAPES[args.shape]["vocab_size"])
+    model = build_model(args.shape, dtype, seed=0)
+    ref = build_model(args.shape, dtype, seed=0)
+    data = synthetic_pairs(args.pairs * steps, prompt_len, response_len, SHAPES[args.shape]["vocab_size"], seed=1)
+    common = _training_args(name, args, device, dtype, prompt_len + response_len + 1, steps)
+    if kind == "trl":
+        from trl import DPOConfig, DPOTrainer
 
-    def _sync(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        config_cls, trainer_cls = DPOConfig, DPOTrainer
+    else:
+        from tidpo import TIDPOConfig, TIDPOTrainer
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._sync()
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._sync()
-        self.times.append(time.perf_counter() - self._start)
-
-
-def build_tokenizer(vocab_size: int):
-    """A word-level tokenizer over ``w0 … w{V-3}`` plus ``<pad>`` and ``<eos>``: one word, one token."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {f"w{i}": i for i in range(vocab_size - 2)} | {"<pad>": vocab_size - 2, "<eos>": vocab_size - 1}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<pad>")
+        config_cls, trainer_cls = TIDPOConfig, TIDPOTrainer
+    return trainer_cls(
+        model=model,
+        ref_model=ref,
+        args=config_cls(**common, **overrides),
+        train_dataset=data,
+        processing_class=tokenizer,
+    )
 
 
-def build_model(shape: str, dtype: torch.dtype, seed: int):
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
-    spec = dict(SHAPES[shape])
-    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[
-        spec.pop("arch")
-    ]
-    config = config_cls(**spec, max_position_embeddings=8192, pad_token_id=spec["vocab_size"] - 2,
-                        eos_token_id=spec["vocab_size"] - 1, bos_token_id=None)  # fmt: skip
-    torch.manual_seed(seed)
-    return model_cls(config).to(dtype)
-
-
-def synthetic_pairs(n: int, prompt_len: int, response_len: int, vocab_size: int, seed: int):
-    """``n`` standard-format pairs of random words (prompt ``prompt_len``, responses ``response_len`` tokens)."""
-    from datasets import Dataset
-
-    g = torch.Generator().manual_seed(seed)
-
-    def words(k):
-        return " ".join(f"w{i}" for i in torch.randint(0, vocab_size - 2, (k,), generator=g).tolist())
-
-    rows = [{"prompt": words(prompt_len), "chosen": " " + words(response_len), "rejected": " " + words(response_len)}
-            for _ in range(n)]  # fmt: skip
-    return Dataset.from_list(rows)
-
-
-def _free_memory():
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back, so RSS baselines are honest
-    except OSError:
-        pass
+def _peak_mib(device: torch.device, rss: _RSSPeak, baseline: int) -> float:
+    """CUDA's max allocated on a GPU; on a CPU the resident set's peak above ``baseline``."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return (rss.peak - baseline) / 2**20
 
 
 def run_config(
     name: str, args, device: torch.device, dtype: torch.dtype, prompt_len: int, response_len: int, timed_steps: int
 ):
-    kind, overrides = CONFIGS[name]
+    kind, _ = CONFIGS[name]
     _free_memory()
     baseline = _RSSPeak.current()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    tokenizer = build_tokenizer(SHAPES[args.shape]["vocab_size"])
-    model = build_model(args.shape, dtype, seed=0)
-    ref = build_model(args.shape, dtype, seed=0)
-    steps = args.warmup + timed_steps
-    data = synthetic_pairs(args.pairs * steps, prompt_len, response_len, SHAPES[args.shape]["vocab_size"], seed=1)
-    common = dict(
-        output_dir=str(args.scratch / name), per_device_train_batch_size=args.pairs, max_steps=steps,
-        learning_rate=1e-6, logging_steps=10_000, save_strategy="no", report_to="none", seed=0,
-        max_length=prompt_len + response_len + 1, dataloader_num_workers=0, disable_tqdm=True,
-        use_cpu=device.type == "cpu", bf16=dtype == torch.bfloat16,
-    )  # fmt: skip
-    if kind == "trl":
-        from trl import DPOConfig, DPOTrainer
-
-        trainer = DPOTrainer(model=model, ref_model=ref, args=DPOConfig(**common, **overrides), train_dataset=data,
-                             processing_class=tokenizer)  # fmt: skip
-    else:
-        from tidpo import TIDPOConfig, TIDPOTrainer
-
-        trainer = TIDPOTrainer(model=model, ref_model=ref, args=TIDPOConfig(**common, **overrides),
-                               train_dataset=data, processing_class=tokenizer)  # fmt: skip
+    trainer = _trainer(name, args, device, dtype, prompt_len, response_len, args.warmup + timed_steps)
     timer = _StepTimer(device)
     trainer.add_callback(timer)
     with _RSSPeak() as rss:
@@ -208,14 +135,11 @@ def run_config(
     timed = timer.times[args.warmup :]
     step = statistics.median(timed)
     tokens = args.pairs * 2 * (prompt_len + response_len + 1)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = (rss.peak - baseline) / 2**20
+    peak = _peak_mib(device, rss, baseline)
     extra = {}
     if kind == "tidpo":
         extra = {k: v for k, v in trainer.state.log_history[-1].items() if k.startswith("time/")}
-    del trainer, model, ref
+    del trainer
     _free_memory()
     return Result(name, prompt_len, response_len, step, timed, tokens / step, peak, extra)
 
@@ -229,14 +153,17 @@ def ratios(results: dict[str, Result]) -> list[dict]:
         if a is None or b is None:
             continue
         value = getattr(a, metric) / getattr(b, metric)
-        rows.append({"ratio": label, "value": value, "target": target, "met": value <= target,
-                     "denominator": b.name})  # fmt: skip
+        rows.append({"ratio": label, "value": value, "target": target, "met": value <= target, "denominator": b.name})
     return rows
 
 
 def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count()}  # fmt: skip
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+    }
     try:
         cpu = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
         info["cpu"] = cpu.split(":", 1)[1].strip()
@@ -253,67 +180,17 @@ def machine() -> dict:
     return info
 
 
-def _provenance(report: dict) -> str:
-    m = report["machine"]
-    hw = m.get("gpu") or f"{m['cpu']} ({m['cpu_count']} cores)"
-    env = " ".join(f"{k}={v}" for k, v in m.get("env", {}).items())
-    return (
-        f"`{(env + ' ') if env else ''}{report['command']}` on {hw}, torch {m['torch']}, transformers "
-        f"{m['transformers']}, trl {m['trl']}, {report['date']}."
-    )
-
-
 def markdown_sections(report: dict) -> dict[str, str]:
     """Markdown per page section: ``<device>`` (configurations and ratios) and ``<device>-sweep``, when run."""
-    s, device, sections = report["settings"], report["device"], {}
+    device, sections = report["device"], {}
     label = report.get("label") or ""
     title = device.upper() + (f" ({label})" if label else "")
     device = device + (f"-{label}" if label else "")
     if report["results"]:
-        lines = [
-            f"### {title}: {s['shape']} ({s['dtype']}), {s['pairs']} pairs, prompt {s['prompt_len']} "
-            f"+ response {s['response_len']}",
-            "",
-            f"{_provenance(report)} Median of {s['steps']} steps after {s['warmup']} warm-up.",
-            "",
-            "| configuration | step (s) | tokens/s | peak memory (MiB) | attribution (s) | anchor sampling (s) |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for r in report["results"]:
-            att, anc = r["extra"].get("time/attribution"), r["extra"].get("time/anchor_sampling")
-            lines.append(
-                f"| {r['name']} | {r['step_s']:.3f} | {r['tokens_per_s']:.0f} | {r['peak_mem_mb']:.0f} | "
-                f"{'' if att is None else f'{att:.3f}'} | {'' if anc is None else f'{anc:.3f}'} |"
-            )
-        lines += ["", "| ratio | measured | target | met |", "| --- | --- | --- | --- |"]
-        for r in report["ratios"]:
-            lines.append(f"| {r['ratio']} (vs {r['denominator']}) | {r['value']:.2f} | ≤ {r['target']} | "
-                         f"{'yes' if r['met'] else '**no**'} |")  # fmt: skip
-        sections[device] = "\n".join(lines) + "\n"
+        sections[device] = results_section(report, title)
     if report["sweep"]:
-        lens = sorted({r["prompt_len"] + r["response_len"] + 1 for r in report["sweep"]})
-        lines = [f"### {title}: step time (s) against sequence length, {s['shape']} ({s['dtype']}), "
-                 f"{s['pairs']} pairs, prompt = length / 4", "",
-                 f"{_provenance(report)} Median of {s['sweep_steps']} step(s) after {s['warmup']} warm-up.", "",
-                 "| configuration | " + " | ".join(str(n) for n in lens) + " |",
-                 "| --- |" + " --- |" * len(lens)]  # fmt: skip
-        for name in SWEEP:
-            cells = {r["prompt_len"] + r["response_len"] + 1: r["step_s"] for r in report["sweep"] if r["name"] == name}
-            lines.append(f"| {name} | " + " | ".join(f"{cells[n]:.2f}" if n in cells else "" for n in lens) + " |")
-        sections[f"{device}-sweep"] = "\n".join(lines) + "\n"
+        sections[f"{device}-sweep"] = sweep_section(report, title, SWEEP)
     return sections
-
-
-def write_markdown(path: Path, section: str, text: str) -> None:
-    """Replace one section of ``path`` (between its markers), keeping the rest of the page."""
-    start, end = f"<!-- speed:{section} -->", f"<!-- /speed:{section} -->"
-    page = path.read_text() if path.exists() else "# Performance\n\n"
-    block = f"{start}\n{text}{end}\n"
-    if start in page and end in page:
-        page = page[: page.index(start)] + block + page[page.index(end) + len(end) + 1 :]
-    else:
-        page = page.rstrip("\n") + "\n\n" + block
-    path.write_text(page)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -338,13 +215,8 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    if args.label and not all(c.isalnum() or c == "-" for c in args.label):
-        raise SystemExit(f"--label may hold letters, digits and '-' only, got {args.label!r}")
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")  # fmt: skip
-    gpu = device.type == "cuda"
+def _settle_sizes(args, gpu: bool) -> None:
+    """Fill in the sizes left unset: ``--quick``'s tiny ones first, then this device's defaults."""
     if args.quick:
         args.shape, args.warmup, args.steps = args.shape or "tiny", 1, 1
         args.pairs, args.prompt_len, args.response_len = args.pairs or 2, args.prompt_len or 8, args.response_len or 24
@@ -356,16 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep is None:
         args.sweep = "256,512,1024,2048" if gpu else "256,512,1024"
     args.sweep_steps = args.sweep_steps or args.steps
-    dtype = torch.bfloat16 if gpu else torch.float32
+
+
+def _config_names(args) -> list[str]:
+    """The configurations asked for by ``--configs``, each a key of ``CONFIGS``."""
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         raise SystemExit(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
-    # imported before any measurement, so that no configuration's memory includes the imports
-    from trl import DPOConfig, DPOTrainer  # noqa: F401
+    return names
 
-    from tidpo import TIDPOConfig, TIDPOTrainer  # noqa: F401
 
+def _measure(names: list[str], args, device: torch.device, dtype: torch.dtype) -> tuple[dict, list]:
+    """Every configuration at the main shape, then the sweep's at each of its lengths."""
     results = {}
     for name in names:
         print(f"[speed] {name} ...", flush=True)
@@ -377,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[speed] sweep {name} @ {length} ...", flush=True)
             prompt_len, response_len = length // 4, length - length // 4 - 1  # + EOS = length tokens a row
             sweep.append(run_config(name, args, device, dtype, prompt_len, response_len, args.sweep_steps))
-    report = {
+    return results, sweep
+
+
+def _report(argv, args, device: torch.device, dtype: torch.dtype, results: dict, sweep: list) -> dict:
+    """What the JSON file holds: the command, the machine, the settings and every measurement."""
+    return {
         "command": "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": dt.date.today().isoformat(),
         "device": device.type,
@@ -397,12 +277,36 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratios(results),
         "sweep": [asdict(r) for r in sweep],
     }
-    json_path = args.json or (
+
+
+def _json_path(args, device: torch.device) -> Path:
+    """``--json``, or ``benchmarks/results/speed-<quick or device>[-<label>].json``."""
+    return args.json or (
         ROOT
         / "benchmarks"
         / "results"
         / f"speed-{'quick' if args.quick else device.type}{'-' + args.label if args.label else ''}.json"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    if args.label and not all(c.isalnum() or c == "-" for c in args.label):
+        raise SystemExit(f"--label may hold letters, digits and '-' only, got {args.label!r}")
+    use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    gpu = device.type == "cuda"
+    _settle_sizes(args, gpu)
+    dtype = torch.bfloat16 if gpu else torch.float32
+    names = _config_names(args)
+    # imported before any measurement, so that no configuration's memory includes the imports
+    from trl import DPOConfig, DPOTrainer  # noqa: F401
+
+    from tidpo import TIDPOConfig, TIDPOTrainer  # noqa: F401
+
+    results, sweep = _measure(names, args, device, dtype)
+    report = _report(argv, args, device, dtype, results, sweep)
+    json_path = _json_path(args, device)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     sections = markdown_sections(report)

@@ -60,7 +60,7 @@ def full_parameters(model) -> dict[str, torch.Tensor]:
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
     p.add_argument("--lora", action="store_true")
@@ -68,65 +68,108 @@ def main() -> None:
     p.add_argument("--anchor_backward", default="auto")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--global_batch", type=int, default=4)
-    args = p.parse_args()
-    from datasets import Dataset
+    return p.parse_args()
 
+
+def with_lora(model):
+    """``model`` with LoRA adapters whose B is drawn small, not zero, so the adapters and their gradients are not
+    trivially zero."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    return model
+
+
+def models(args, world: int):
+    """The tokenizer, the policy and the reference (``None`` with LoRA: the base, adapters off), sharded when
+    there is more than one process."""
     from tests.tiny import make_model, make_tokenizer
-    from tidpo import TIDPOConfig, TIDPOTrainer
     from tidpo.training.reference import frozen_copy
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     torch.manual_seed(0)
     tokenizer = make_tokenizer()
     model = make_model(tokenizer, seed=0)
     ref = None
     if args.lora:
-        from peft import LoraConfig, get_peft_model
-
-        torch.manual_seed(1)
-        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"))
-        # LoRA's B starts at zero; move it so the adapters and their gradients are not trivially zero
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if "lora_B" in name:
-                    param.normal_(0, 0.02)
+        model = with_lora(model)
     else:
         ref = frozen_copy(model)
     if world > 1:
         torch.distributed.init_process_group("gloo")
         model = shard(model, args.lora)
         ref = None if ref is None else shard(ref, False)
+    return tokenizer, model, ref
+
+
+def make_trainer(args, world: int, scratch: str, tokenizer, model, ref):
+    """tidpo's trainer over 24 pairs, ``global_batch / world`` pairs a rank; ``train`` feeds it the batches."""
+    from datasets import Dataset
+
+    from tidpo import TIDPOConfig, TIDPOTrainer
+
+    config = TIDPOConfig(
+        output_dir=scratch,
+        use_cpu=True,
+        seed=0,
+        triplet_weight=args.triplet_weight,
+        report_to="none",
+        anchor_backward=args.anchor_backward,
+        per_device_train_batch_size=args.global_batch // world,
+        max_length=64,
+        anchor_max_new_tokens=4,
+    )
+    return TIDPOTrainer(
+        model=model, ref_model=ref, args=config, train_dataset=Dataset.from_list(rows(24)), processing_class=tokenizer
+    )
+
+
+def one_step(trainer, model, optimizer, batch) -> torch.Tensor:
+    """tidpo's loss and its backward (the anchors' too, when deferred), then the optimizer's step."""
+    loss = trainer.compute_loss(model, batch)
+    loss.backward()
+    if trainer._anchor_backward is not None:
+        trainer._anchor_backward.surrogate(model, trainer.engine.layout).backward()
+        trainer._anchor_backward = None
+    optimizer.step()
+    optimizer.zero_grad()
+    trainer.state.global_step += 1
+    return loss
+
+
+def train(args, world: int, rank: int, trainer, model) -> list[dict]:
+    """``args.steps`` steps, each on this rank's share of the global batch; per step, the loss (averaged over the
+    ranks) and the logged metrics."""
+    optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-2)
+    data, history = trainer.train_dataset, []
+    per_rank = args.global_batch // world
+    for step in range(args.steps):
+        first = step * args.global_batch + rank * per_rank
+        batch = trainer.data_collator([data[i] for i in range(first, first + per_rank)])
+        loss = one_step(trainer, model, optimizer, batch)
+        metrics = trainer._metrics.pop("train")
+        mean_loss = loss.detach().clone()
+        if world > 1:
+            torch.distributed.all_reduce(mean_loss)
+            mean_loss /= world
+        history.append({"loss": float(mean_loss), **metrics})
+    return history
+
+
+def main() -> None:
+    args = parse_args()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    tokenizer, model, ref = models(args, world)
     with tempfile.TemporaryDirectory() as scratch:
-        config = TIDPOConfig(
-            output_dir=scratch, use_cpu=True, seed=0, triplet_weight=args.triplet_weight, report_to="none",
-            anchor_backward=args.anchor_backward,
-            per_device_train_batch_size=args.global_batch // world, max_length=64, anchor_max_new_tokens=4,
-        )  # fmt: skip
-        trainer = TIDPOTrainer(model=model, ref_model=ref, args=config, train_dataset=Dataset.from_list(rows(24)),
-                               processing_class=tokenizer)  # fmt: skip
+        trainer = make_trainer(args, world, scratch, tokenizer, model, ref)
         rank = trainer.accelerator.process_index
         model.train()
         start_params = full_parameters(model)
-        optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-2)
-        data, history = trainer.train_dataset, []
-        per_rank = args.global_batch // world
-        for step in range(args.steps):
-            first = step * args.global_batch + rank * per_rank
-            batch = trainer.data_collator([data[i] for i in range(first, first + per_rank)])
-            loss = trainer.compute_loss(model, batch)
-            loss.backward()
-            if trainer._anchor_backward is not None:
-                trainer._anchor_backward.surrogate(model, trainer.engine.layout).backward()
-                trainer._anchor_backward = None
-            optimizer.step()
-            optimizer.zero_grad()
-            trainer.state.global_step += 1
-            metrics = trainer._metrics.pop("train")
-            mean_loss = loss.detach().clone()
-            if world > 1:
-                torch.distributed.all_reduce(mean_loss)
-                mean_loss /= world
-            history.append({"loss": float(mean_loss), **metrics})
+        history = train(args, world, rank, trainer, model)
         params = full_parameters(model)
         if rank == 0:
             torch.save(

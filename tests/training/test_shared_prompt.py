@@ -56,11 +56,39 @@ def test_a_batch_that_is_not_prompt_plus_response_is_refused(tokenizer):
     assert PromptSharing.from_batch(shifted) is None
 
 
-@pytest.mark.parametrize(("arch", "attn"), [("llama", "sdpa"), ("llama", "eager"), ("qwen2-tied", "sdpa")])
-def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn):
+def _policy_and_reference(tokenizer, arch, attn):
+    """The policy (seed 1, attention ``attn``) and the reference (seed 0) of one architecture."""
     model = BUILDERS[arch](tokenizer, seed=1)
     model.config._attn_implementation = attn
     ref = BUILDERS[arch](tokenizer, seed=0)
+    return model, ref
+
+
+def _token_stats(rows, ref, sharing, ids, mask, cmask, whole, shared):
+    """Token statistics of the policy's whole-row and shared-prompt forwards, each against the reference run the
+    same way."""
+    with torch.no_grad():
+        ref_whole = rows.rows_forward(ref, mask, input_ids=ids)
+        ref_shared = forward_shared_prompt(ref, sharing)
+    return {
+        k: rows.head.token_stats(p, r, ids, cmask, True)
+        for k, p, r in (("whole", whole, ref_whole), ("shared", shared, ref_shared))
+    }
+
+
+def _parameter_grads(model, stats):
+    """Per key of ``stats``: the parameter gradients of a loss over its log-probs and KL."""
+    grads = {}
+    for key in stats:
+        model.zero_grad()
+        (stats[key].per_token_logps.sum() + stats[key].per_token_kl.sum()).backward(retain_graph=True)
+        grads[key] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    return grads
+
+
+@pytest.mark.parametrize(("arch", "attn"), [("llama", "sdpa"), ("llama", "eager"), ("qwen2-tied", "sdpa")])
+def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn):
+    model, ref = _policy_and_reference(tokenizer, arch, attn)
     batch = collated_batch(tokenizer)
     ids, mask, cmask = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
     sharing = PromptSharing.from_batch(batch)
@@ -73,11 +101,7 @@ def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn)
     torch.testing.assert_close(shared.predicting(cmask), whole.predicting(cmask), atol=1e-5, rtol=0)
     torch.testing.assert_close(shared.last(mask), whole.last(mask), atol=1e-5, rtol=0)
 
-    with torch.no_grad():
-        ref_whole = rows.rows_forward(ref, mask, input_ids=ids)
-        ref_shared = forward_shared_prompt(ref, sharing)
-    stats = {k: rows.head.token_stats(p, r, ids, cmask, True) for k, p, r in
-             (("whole", whole, ref_whole), ("shared", shared, ref_shared))}  # fmt: skip
+    stats = _token_stats(rows, ref, sharing, ids, mask, cmask, whole, shared)
     for field in ("per_token_logps", "ref_per_token_logps", "per_token_kl"):
         torch.testing.assert_close(getattr(stats["shared"], field), getattr(stats["whole"], field), atol=1e-5, rtol=0)
 
@@ -94,11 +118,7 @@ def test_features_stats_and_attributions_equal_whole_rows(tokenizer, arch, attn)
     assert not torch.allclose(*rows_of_pair)  # one prompt, two different attributions: they were kept apart
 
     # and the parameter gradients of a loss over the statistics
-    grads = {}
-    for key in stats:
-        model.zero_grad()
-        (stats[key].per_token_logps.sum() + stats[key].per_token_kl.sum()).backward(retain_graph=True)
-        grads[key] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    grads = _parameter_grads(model, stats)
     for name, grad in grads["shared"].items():
         torch.testing.assert_close(grad, grads["whole"][name], atol=1e-5, rtol=0, msg=name)
 
@@ -162,9 +182,13 @@ def _reorder_prompts(tokenizer):
 def _with_collator(tokenizer, tmp_path, collate, **overrides):
     args = config(tmp_path, per_device_train_batch_size=4, triplet_weight=0.0, **overrides)
     return TIDPOTrainer(
-        model=make_model(tokenizer, seed=1), ref_model=make_model(tokenizer), args=args,
-        train_dataset=sentiment_pairs(4), processing_class=tokenizer, data_collator=collate,
-    )  # fmt: skip
+        model=make_model(tokenizer, seed=1),
+        ref_model=make_model(tokenizer),
+        args=args,
+        train_dataset=sentiment_pairs(4),
+        processing_class=tokenizer,
+        data_collator=collate,
+    )
 
 
 def test_another_collator_runs_whole_rows_and_says_so_before_training(tokenizer, tmp_path, caplog):
