@@ -143,26 +143,25 @@ def token_weights(
     """
     spec = estimator_spec(estimator)
     mix = spec.effective_mix(mix)
+    logps = (policy_logps, ref_logps)
     x = EstimatorInputs(
-        completion_mask,
-        mix,
-        attributions,
-        policy_logps,
-        ref_logps,
-        column_weights,
-        input_ids,
-        attention_mask,
-        generator,
+        completion_mask, mix, attributions, *logps, column_weights, input_ids, attention_mask, generator
     )
     if spec.kind == "given":  # the estimator's values are the weights, on the response
         return spec.scores(x)
     response = completion_mask.bool()
     if spec.kind == "response":  # on the response alone: no span, no prior
         return normalize_weights(spec.scores(x), response, norm)
+    return _hybrid(spec, x, span, sigma_div, norm)
+
+
+def _hybrid(spec: Estimator, x: EstimatorInputs, span: str, sigma_div: float, norm: str) -> Tensor:
+    """Span → scores → Eq. 8 with the prior → normalise over the span, keeping the response."""
+    mix, response = x.mix, x.completion_mask.bool()
     if not 0.0 <= mix <= 1.0:
         raise ValueError(f"importance_mix (λ) must be in [0, 1], got {mix}")
-    span_mask = weight_span_mask(span, response, attention_mask)  # span
+    span_mask = weight_span_mask(span, response, x.attention_mask)  # span
     no_scores = "attributions" in spec.needs and mix == 0
-    scores = torch.zeros(completion_mask.shape, device=completion_mask.device) if no_scores else spec.scores(x)
+    scores = torch.zeros(response.shape, device=response.device) if no_scores else spec.scores(x)
     weights = hybrid_token_weights(scores, span_mask, gaussian_prior(span_mask, sigma_div), mix)  # Eq. (8)
     return normalize_weights(weights, span_mask, norm) * response  # normalise over the span, keep the response

@@ -286,7 +286,11 @@ def sample_from_prompt(
     ``dynamic`` grows a ``DynamicCache``; ``static`` and ``graph`` draw the same tokens from fixed buffers."""
     if decode != "dynamic":
         return static_sample(model, prompt, config, check, cache_keyword(model), graph=decode == "graph")
-    prompt = prompt.detached()
+    return _dynamic_sample(model, prompt.detached(), config, check)
+
+
+def _dynamic_sample(model: nn.Module, prompt: PromptState, config: GenerationConfig, check) -> Tensor:
+    """The ``dynamic`` route of :func:`sample_from_prompt`: one forward per token on a growing ``DynamicCache``."""
     head = model.get_output_embeddings()
     # (B, V): the distribution of the first anchor token; the hidden state may be kept in fp32 for a bf16 head
     logits = head(prompt.last.to(head.weight.dtype)).float()
@@ -302,14 +306,8 @@ def sample_from_prompt(
         if done.all() or step + 1 == config.max_new_tokens:
             break
         mask = torch.cat([mask, mask.new_ones(rows, 1)], dim=1)
-        out = model(
-            input_ids=token.unsqueeze(1),
-            attention_mask=mask,
-            position_ids=start + step,
-            use_cache=True,
-            **{keyword: cache},
-        )
-        logits = out.logits[:, -1].float()
+        step_inputs = {"input_ids": token.unsqueeze(1), "attention_mask": mask, "position_ids": start + step}
+        logits = model(**step_inputs, use_cache=True, **{keyword: cache}).logits[:, -1].float()
     return torch.stack(tokens, 1)
 
 

@@ -112,44 +112,8 @@ def resolve_routes(
     cannot be split into shared prompts (None when they can); ``sharded_by`` names the engine that shards the
     parameters (FSDP, ZeRO-3; :func:`tidpo.training.distributed.sharding_engine`), if any."""
     resolution = _Resolution()
-    head_checks = [
-        lambda: (
-            None
-            if sharded_by is None
-            else (
-                f"{sharded_by} shards the output layer's weight, which the chunked head multiplies outside the layer's "
-                "forward"
-            )
-        ),
-        lambda: _unused_head_problem(args, models["policy"]),
-        *_model_checks(models, chunked_head_problem),
-    ]
-    chunked = args.chunked_logits is not False and resolution.refuse(
-        "chunked_logits", args.chunked_logits is True, _first_problem(head_checks), "set chunked_logits=False"
-    )
-    layout = "whole rows"
-    if args.padding_free:
-        for name, model in models.items():
-            problem = packing_problem(model)
-            if problem is not None:
-                raise RouteError(f"padding_free: the {name} cannot run packed rows: {problem}")
-        layout = "packed rows"
-    elif args.share_prompt is not False:
-        checks = [
-            lambda: None if chunked else "it needs the chunked head (chunked_logits)",
-            lambda: "gradient checkpointing turns the key/value cache off" if args.gradient_checkpointing else None,
-            lambda: (
-                f"attribution_target={args.attribution_target!r} runs on whole rows"
-                if args.needs_attribution and not TARGETS[args.attribution_target].shares_prompt
-                else None
-            ),
-            collator_problem,
-            lambda: _router_problem(args, models["policy"]),
-            *_model_checks(models, sharing_problem),
-        ]
-        fix = "set share_prompt=False (or leave it unset to fall back to whole rows)"
-        if resolution.refuse("share_prompt", args.share_prompt is True, _first_problem(checks), fix):
-            layout = "shared prompt"
+    chunked = _chunked_head(args, models, sharded_by, resolution)
+    layout = _layout(args, models, chunked, collator_problem, resolution)
     deferred = args.anchor_backward == "deferred" or (args.anchor_backward == "auto" and layout != "shared prompt")
     decode = "none" if args.triplet_weight == 0 else _anchor_decode(args, models["policy"], sharded_by, resolution)
     return Routes(
@@ -161,6 +125,51 @@ def resolve_routes(
         fallbacks=tuple(resolution.fallbacks),
         anchor_decode=decode,
     )
+
+
+def _chunked_head(args, models, sharded_by: str | None, resolution: _Resolution) -> bool:
+    """Whether the chunked head serves (``chunked_logits``)."""
+    sharded = (
+        None
+        if sharded_by is None
+        else f"{sharded_by} shards the output layer's weight, which the chunked head multiplies outside the layer's "
+        "forward"
+    )
+    checks = [
+        lambda: sharded,
+        lambda: _unused_head_problem(args, models["policy"]),
+        *_model_checks(models, chunked_head_problem),
+    ]
+    return args.chunked_logits is not False and resolution.refuse(
+        "chunked_logits", args.chunked_logits is True, _first_problem(checks), "set chunked_logits=False"
+    )
+
+
+def _layout(args, models, chunked: bool, collator_problem, resolution: _Resolution) -> str:
+    """Packed rows (``padding_free``, refused when a model cannot run them), the shared prompt, or whole rows."""
+    if args.padding_free:
+        for name, model in models.items():
+            problem = packing_problem(model)
+            if problem is not None:
+                raise RouteError(f"padding_free: the {name} cannot run packed rows: {problem}")
+        return "packed rows"
+    if args.share_prompt is False:
+        return "whole rows"
+    checks = [
+        lambda: None if chunked else "it needs the chunked head (chunked_logits)",
+        lambda: "gradient checkpointing turns the key/value cache off" if args.gradient_checkpointing else None,
+        lambda: (
+            f"attribution_target={args.attribution_target!r} runs on whole rows"
+            if args.needs_attribution and not TARGETS[args.attribution_target].shares_prompt
+            else None
+        ),
+        collator_problem,
+        lambda: _router_problem(args, models["policy"]),
+        *_model_checks(models, sharing_problem),
+    ]
+    fix = "set share_prompt=False (or leave it unset to fall back to whole rows)"
+    served = resolution.refuse("share_prompt", args.share_prompt is True, _first_problem(checks), fix)
+    return "shared prompt" if served else "whole rows"
 
 
 def _router_problem(args, policy: nn.Module) -> str | None:
@@ -227,23 +236,12 @@ def build_engine(
     """The objects of ``routes`` for ``args``; ``ref_model`` is the explicit reference (None: the PEFT policy with
     its adapters disabled); ``sampling`` is the context of each anchor draw (see
     :class:`tidpo.training.distributed.AnchorSampling`)."""
-    head = (
-        ChunkedHead(args.logits_chunk_size, workspace, unwrap) if routes.head == "chunked" else FullLogitsHead(unwrap)
-    )
-    if routes.layout == "shared prompt":
-        layout = SharedPrompt(head, prompt_attributions=args.weight_span == "sequence")
-    else:
-        layout = {"whole rows": PaddedRows, "packed rows": PackedRows}[routes.layout](head)
+    head, layout = _head_and_layout(routes, args, unwrap, workspace)
     live = LiveReference(ref_model, layout)
     reference = CachedReference(layout) if routes.reference == "cached" else live
     attribution = {"fused": FusedAttribution, "separate": SeparateAttribution}.get(routes.attribution)
-    weighting = TokenWeighting(
-        importance_fn if args.importance == "custom" else args.importance,
-        args.importance_mix,
-        args.prior_sigma_div,
-        args.weight_span,
-        args.weight_norm,
-    )
+    estimator = importance_fn if args.importance == "custom" else args.importance
+    weighting = TokenWeighting(estimator, args.importance_mix, args.prior_sigma_div, args.weight_span, args.weight_norm)
 
     def anchors(backward):
         if routes.anchor_backward == "none":
@@ -265,3 +263,12 @@ def build_engine(
     return Engine(
         head, layout, reference, live, {"train": train, "eval": full_eval if args.eval_importance else plain_eval}
     )
+
+
+def _head_and_layout(routes: Routes, args, unwrap, workspace):
+    """The head of ``routes.head`` and the layout of ``routes.layout`` around it."""
+    chunked = routes.head == "chunked"
+    head = ChunkedHead(args.logits_chunk_size, workspace, unwrap) if chunked else FullLogitsHead(unwrap)
+    if routes.layout == "shared prompt":
+        return head, SharedPrompt(head, prompt_attributions=args.weight_span == "sequence")
+    return head, {"whole rows": PaddedRows, "packed rows": PackedRows}[routes.layout](head)
