@@ -43,7 +43,7 @@ def main() -> None:
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if rank == 1 and self.state.global_step + 1 == args.bad_step and model.training:
-                self._check_finite("train", inputs, loss=torch.tensor(math.nan))
+                self.guard.check("train", inputs, loss=torch.tensor(math.nan))  # noted as the step notes a NaN
             return out
 
     tokenizer = make_tokenizer()
