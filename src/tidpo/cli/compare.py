@@ -121,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     from tidpo.compare.report import write_report
     from tidpo.compare.runs import plan
     from tidpo.compare.spec import SpecError
+    from tidpo.compare.stale import check_results
 
     args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
     spec, output = load(args)
     try:
         runs = plan(spec, output, *_filters(args))
+        check_results(spec, plan(spec, output))
     except SpecError as err:
         raise CLIError(str(err)) from err
     if args.list:
