@@ -21,8 +21,9 @@ def test_check_forces_eos_only_on_rows_without_a_distribution():
         [[0.5, -1.0, 2.0], [0.0, math.nan, 1.0], [math.inf, 0.0, 0.0], [-math.inf, -math.inf, -math.inf]]
     )
     check = FiniteLogitsCheck(eos_token_id=1)
+    finite_row = scores[0].clone()
     out = check(torch.zeros(4, 0, dtype=torch.long), scores)
-    torch.testing.assert_close(out[0], scores[0])
+    torch.testing.assert_close(out[0], finite_row)
     eos_only = torch.tensor([-math.inf, 0.0, -math.inf])
     for row in (1, 2, 3):
         torch.testing.assert_close(out[row], eos_only)
@@ -33,7 +34,7 @@ def test_check_passes_finite_scores_and_masked_tokens():
     """-Inf on some tokens is top-k's own masking, not a failure."""
     scores = torch.tensor([[0.5, -math.inf, 2.0]])
     check = FiniteLogitsCheck(eos_token_id=0)
-    assert torch.equal(check(torch.zeros(1, 0, dtype=torch.long), scores), scores)
+    assert torch.equal(check(torch.zeros(1, 0, dtype=torch.long), scores.clone()), scores)
     assert not check.failed()
 
 

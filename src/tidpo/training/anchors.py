@@ -68,11 +68,14 @@ class FiniteLogitsCheck(LogitsProcessor):
         self.seen: Tensor | None = None  # 0-d bool: some row's scores were not a distribution
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        bad = torch.isnan(scores).any(-1) | torch.isposinf(scores).any(-1) | torch.isneginf(scores).all(-1)
+        # a row's max is NaN if it holds a NaN, +Inf if it holds a +Inf, -Inf if nothing is above -Inf: one (B,)
+        # reduction, and the bad rows are rewritten in place (no (B, V) tensor is allocated per token)
+        bad = ~torch.isfinite(scores.amax(-1))
         self.seen = bad.any() if self.seen is None else self.seen | bad.any()
-        eos_only = torch.full_like(scores, -math.inf)
-        eos_only[:, self.eos_token_id] = 0.0
-        return torch.where(bad[:, None], eos_only, scores)
+        eos = scores[:, self.eos_token_id].masked_fill(bad, 0.0)
+        scores.masked_fill_(bad[:, None], -math.inf)
+        scores[:, self.eos_token_id] = eos
+        return scores
 
     def failed(self) -> bool:
         return self.seen is not None and bool(self.seen)
