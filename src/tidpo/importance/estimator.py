@@ -97,9 +97,9 @@ def check_scores(scores: Tensor, like: Tensor, what: str) -> Tensor:
     """``scores`` as float32 after checking its shape, that it is finite and that it is ≥ 0 (messages name ``what``)."""
     if scores.shape != like.shape:
         raise ValueError(f"{what} must have shape {tuple(like.shape)}, got {tuple(scores.shape)}")
-    if not torch.isfinite(scores).all():
-        raise FloatingPointError(f"{what} contain NaN or Inf; refusing to build token weights from them")
-    if (scores < 0).any():
+    if not bool((scores >= 0).logical_and_(torch.isfinite(scores)).all()):  # one read back to the host per call
+        if not torch.isfinite(scores).all():
+            raise FloatingPointError(f"{what} contain NaN or Inf; refusing to build token weights from them")
         raise ValueError(f"{what} must be non-negative")
     return scores.float()
 
