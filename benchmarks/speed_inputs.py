@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-SHAPES = {  # public configs of the two models, weights random
+SHAPES = {  # public configs (SmolLM2, Qwen2.5 largest last; weights random) and a tiny one for CPU tests
     "smollm2-135m": dict(
         arch="llama",
         vocab_size=49152,
@@ -28,6 +28,39 @@ SHAPES = {  # public configs of the two models, weights random
         num_key_value_heads=2,
         rope_theta=1000000.0,
         tie_word_embeddings=True,
+    ),
+    "qwen2.5-1.5b": dict(
+        arch="qwen2",
+        vocab_size=151936,
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-3b": dict(
+        arch="qwen2",
+        vocab_size=151936,
+        hidden_size=2048,
+        intermediate_size=11008,
+        num_hidden_layers=36,
+        num_attention_heads=16,
+        num_key_value_heads=2,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-7b": dict(
+        arch="qwen2",
+        vocab_size=152064,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        rope_theta=1000000.0,
+        tie_word_embeddings=False,
     ),
     "tiny": dict(
         arch="llama",

@@ -18,53 +18,13 @@ for path in (ROOT / "src", ROOT / "benchmarks", ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-# Qwen2.5's public configs (weights random), largest last; "tiny" for the CPU mode
+from speed_inputs import SHAPES  # noqa: E402  (after the path set-up above)
+
+# Qwen2.5's public configs (weights random), largest last, and "tiny" for the CPU mode: speed.py's table, one copy
 QWEN = {
-    "qwen2.5-0.5b": dict(
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        vocab_size=151936,
-        tie_word_embeddings=True,
-    ),
-    "qwen2.5-1.5b": dict(
-        hidden_size=1536,
-        intermediate_size=8960,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-        vocab_size=151936,
-        tie_word_embeddings=True,
-    ),
-    "qwen2.5-3b": dict(
-        hidden_size=2048,
-        intermediate_size=11008,
-        num_hidden_layers=36,
-        num_attention_heads=16,
-        num_key_value_heads=2,
-        vocab_size=151936,
-        tie_word_embeddings=True,
-    ),
-    "qwen2.5-7b": dict(
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_hidden_layers=28,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        vocab_size=152064,
-        tie_word_embeddings=False,
-    ),
-    "tiny": dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=512,
-        tie_word_embeddings=True,
-    ),
+    name: {k: v for k, v in spec.items() if k != "arch"}
+    for name, spec in SHAPES.items()
+    if name.startswith("qwen2.5-") or name == "tiny"
 }
 
 
@@ -100,7 +60,6 @@ def qwen(shape: str, dtype, dev, seed: int = 0, llama: bool = False):
         pad_token_id=spec["vocab_size"] - 2,
         eos_token_id=spec["vocab_size"] - 1,
         bos_token_id=None,
-        rope_theta=1000000.0,
     )
     torch.manual_seed(seed)
     previous = torch.get_default_dtype()
