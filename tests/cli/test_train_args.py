@@ -189,8 +189,13 @@ def test_trl_options_tidpo_cannot_honour_are_one_line_errors(flags, named, capsy
 
 
 def test_speed_only_trl_option_is_ignored_with_a_word(capsys):
-    parse_train_args([*REQUIRED, "--pad_to_multiple_of", "8"])
-    assert "--pad_to_multiple_of is ignored" in capsys.readouterr().err
+    parse_train_args([*REQUIRED, "--precompute_ref_batch_size", "8"])
+    assert "--precompute_ref_batch_size is ignored" in capsys.readouterr().err
+
+
+def test_padding_and_offloading_flags_reach_the_config():
+    config = parse_train_args([*REQUIRED, "--pad_to_multiple_of", "8", "--activation_offloading"]).config
+    assert config.pad_to_multiple_of == 8 and config.activation_offloading is True
 
 
 def test_resume_flag_is_resume_from_the_last_checkpoint():

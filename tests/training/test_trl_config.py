@@ -63,8 +63,13 @@ def test_fields_tidpo_cannot_honour_are_errors_naming_them(tmp_path, field, valu
 
 
 def test_speed_only_fields_warn(tmp_path):
-    with pytest.warns(UserWarning, match="DPOConfig.pad_to_multiple_of is ignored"):
-        from_dpo_config(dpo_config(tmp_path, pad_to_multiple_of=8))
+    with pytest.warns(UserWarning, match="DPOConfig.precompute_ref_batch_size is ignored"):
+        from_dpo_config(dpo_config(tmp_path, precompute_ref_batch_size=8))
+
+
+def test_padding_and_offloading_fields_carry_over(tmp_path):
+    config = from_dpo_config(dpo_config(tmp_path, pad_to_multiple_of=8, activation_offloading=True))
+    assert config.pad_to_multiple_of == 8 and config.activation_offloading is True
 
 
 def test_trainer_takes_a_dpo_config_and_matches_trl(tokenizer, tmp_path):

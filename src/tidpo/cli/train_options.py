@@ -121,12 +121,8 @@ class TRLArguments:
     _argument_group_name = "TRL DPOConfig options (accepted at the value that means TI-DPO; see docs/trl.md)"
 
     truncation_mode: str | None = field(default=None, metadata={"help": "Only 'keep_start'."})
-    pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Ignored (speed only), with a warning."})
     precompute_ref_batch_size: int | None = field(
         default=None, metadata={"help": "Ignored: the reference is scored with per_device_eval_batch_size."}
-    )
-    activation_offloading: bool | None = field(
-        default=None, metadata={"help": "Ignored (not implemented), with a warning; see gradient_checkpointing."}
     )
 
 

@@ -17,6 +17,7 @@ from tidpo.losses.kl_modes import KL_MODE_TABLE
 from tidpo.training.config_checks import resolve_method_fields
 from tidpo.training.loss_options import LossOptions
 from tidpo.training.presets import BASELINES, CHOICES, PRESETS
+from tidpo.training.sequence_options import SequenceOptions
 
 __all__ = ["BASELINES", "CHOICES", "PRESETS", "TIDPOConfig"]
 
@@ -26,7 +27,7 @@ def _help(text: str, **extra) -> dict:
 
 
 @dataclass
-class TIDPOConfig(LossOptions, TrainingArguments):
+class TIDPOConfig(LossOptions, SequenceOptions, TrainingArguments):
     """Training arguments for :class:`~tidpo.TIDPOTrainer` (docs/method.md §5 names and defaults; TRL's loss
     options, :class:`~tidpo.training.loss_options.LossOptions`)."""
 
@@ -241,6 +242,7 @@ class TIDPOConfig(LossOptions, TrainingArguments):
         if self.model_init_kwargs is not None and not isinstance(self.model_init_kwargs, dict):
             raise ValueError(f"model_init_kwargs must be a mapping, got {type(self.model_init_kwargs).__name__}")
         resolve_method_fields(self)
+        self.check_sequence_options()
         super().__post_init__()
 
     def from_pretrained_kwargs(self) -> dict:

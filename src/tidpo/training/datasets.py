@@ -50,6 +50,13 @@ def prepare_dataset(dataset, tokenizer, args: TIDPOConfig, name: str):
     )
 
 
+def default_collator(tokenizer, args) -> PreferenceCollator:
+    """The trainer's collator when none is given: rows cut at ``max_length``, padded to ``pad_to_multiple_of``."""
+    return PreferenceCollator(
+        tokenizer.pad_token_id, max_length=args.max_length, pad_to_multiple_of=args.pad_to_multiple_of
+    )
+
+
 def collator_problem(collator, share_prompt, dataset, batch_size: int) -> str | None:
     """Why ``collator``'s batches cannot be split into shared prompts (None when they can). A collator of one's own
     is probed on the first batch only when ``share_prompt=True`` was asked for."""

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from tidpo.data import PreferenceCollator
 from tidpo.data.sampling import LongestFirstSampler, is_tokenized, pair_lengths
 from tidpo.lm_head import HeadWorkspace
 from tidpo.losses import sequence_kl, ti_dpo_objective, weighted_logratio
@@ -28,7 +27,7 @@ from tidpo.models import load_models, run_sources
 from tidpo.training import drop_in
 from tidpo.training.anchors import anchor_generation_config
 from tidpo.training.config import TIDPOConfig
-from tidpo.training.datasets import collator_problem, map_eval, prepare_dataset
+from tidpo.training.datasets import collator_problem, default_collator, map_eval, prepare_dataset
 from tidpo.training.distributed import AnchorSampling, generation_gather, prepare_reference, sharding_engine
 from tidpo.training.metrics import MetricBuffer, TokenCounter, record_step
 from tidpo.training.moe import RouterLoss, router_coefficient
@@ -37,6 +36,7 @@ from tidpo.training.ref_cache import reference_logps_of, weights_digest
 from tidpo.training.ref_sync import RefSyncCallback, sync_problem
 from tidpo.training.reference import policy_and_reference
 from tidpo.training.routes import build_engine, resolve_routes
+from tidpo.training.sequence_options import activation_offload, warn_offloading_on_cpu
 from tidpo.training.staged_saves import StagedSaves
 from tidpo.training.trl_compat import trainer_args
 
@@ -95,7 +95,7 @@ class TIDPOTrainer(StagedSaves, Trainer):
         super().__init__(
             model=model,
             args=args,
-            data_collator=data_collator or PreferenceCollator(tokenizer.pad_token_id, max_length=args.max_length),
+            data_collator=data_collator or default_collator(tokenizer, args),
             train_dataset=prepare_dataset(train_dataset, tokenizer, args, "train"),
             eval_dataset=map_eval(eval_dataset, lambda d, k: prepare_dataset(d, tokenizer, args, k)),
             processing_class=tokenizer,
@@ -121,6 +121,7 @@ class TIDPOTrainer(StagedSaves, Trainer):
             args.on_nonfinite, args.max_nonfinite_skips, lambda: self.state.global_step, self._agree
         )
         self._anchor_backward = None  # the deferred anchor backward of the step in progress
+        warn_offloading_on_cpu(args.activation_offloading, self.model)
         self.router = RouterLoss(router_coefficient(args, self.accelerator.unwrap_model(self.model)))
         self.router_aux_loss_coef, self.aux_loss_enabled = self.router.coefficient, self.router.enabled
         self.routes = self._resolve_routes(ref_model)
@@ -217,14 +218,16 @@ class TIDPOTrainer(StagedSaves, Trainer):
         return grad_norm
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        """``Trainer.training_step`` (forward + main backward), then the deferred anchors' backward."""
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        anchor_backward, self._anchor_backward = self._anchor_backward, None
-        if anchor_backward is not None:
-            with self.compute_loss_context_manager():
-                surrogate = anchor_backward.surrogate(model, self.engine.layout)
-            # the same 1/accumulation scaling Trainer applies to the main loss (loss_is_scaled_for_ga is False)
-            self.accelerator.backward(surrogate / self.current_gradient_accumulation_steps)
+        """``Trainer.training_step`` (forward + main backward), then the deferred anchors' backward; both with the
+        saved activations in CPU memory under ``activation_offloading``."""
+        with activation_offload(self.args.activation_offloading, model):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            anchor_backward, self._anchor_backward = self._anchor_backward, None
+            if anchor_backward is not None:
+                with self.compute_loss_context_manager():
+                    surrogate = anchor_backward.surrogate(model, self.engine.layout)
+                # the same 1/accumulation scaling Trainer applies to the main loss (loss_is_scaled_for_ga is False)
+                self.accelerator.backward(surrogate / self.current_gradient_accumulation_steps)
         return loss
 
     def _with_reference_logps(self, dataset, name: str):

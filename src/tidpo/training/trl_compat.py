@@ -42,19 +42,23 @@ CARRIED = (
     "ref_model_mixup_alpha",
     "ref_model_sync_steps",
     "router_aux_loss_coef",
+    "pad_to_multiple_of",
+    "activation_offloading",
 )
 # field -> (the values that mean what tidpo does, why anything else is refused)
 REQUIRED: dict[str, tuple[tuple, str]] = {
-    "truncation_mode": (("keep_start",), "tidpo keeps the start of a row longer than max_length"),
+    "truncation_mode": (
+        ("keep_start",),
+        "keep_end is not implemented: the shared prompt, the anchors' prompts, the cached reference log-probs and "
+        "per-token data weights all keep the start of a row longer than max_length",
+    ),
     "pad_token": ((None,), "deprecated in TRL: set tokenizer.pad_token and pass the tokenizer as processing_class"),
 }
 # read by TRL only with a value of a REQUIRED field that tidpo refuses (none since the loss family is carried)
 ONLY_WITH: dict[str, str] = {}
 # speed or memory only; tidpo's numbers do not depend on them
 IGNORED = {
-    "pad_to_multiple_of": "tidpo pads each batch to its longest row (padding_free packs it)",
     "precompute_ref_batch_size": "the reference is scored with per_device_eval_batch_size",
-    "activation_offloading": "not implemented; gradient_checkpointing saves activation memory",
 }
 # TrainingArguments fields tidpo sets for itself
 OWN = {"remove_unused_columns": False}
