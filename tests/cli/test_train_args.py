@@ -177,15 +177,15 @@ def test_trl_options_at_tidpos_value_are_accepted(flags):
     assert run.config.beta == 0.1 and run.config.importance == "hybrid"  # nothing else changed
 
 
-@pytest.mark.parametrize(
-    "flags, named",
-    [(["--truncation_mode", "keep_end"], "--truncation_mode keep_end")],  # the loss options: tests/trl_compat
-)  # fmt: skip
-def test_trl_options_tidpo_cannot_honour_are_one_line_errors(flags, named, capsys):
-    with pytest.raises(CLIError, match="cannot be honoured by tidpo") as err:
+def test_truncation_mode_keep_end_reaches_the_config_and_its_clash_is_one_line(capsys):
+    assert parse_train_args([*REQUIRED, "--truncation_mode", "keep_end"]).config.truncation_mode == "keep_end"
+    flags = ["--truncation_mode", "keep_end", "--share_prompt"]
+    with pytest.raises(CLIError, match="truncation_mode='keep_end' cuts each row's prompt") as err:
         parse_train_args([*REQUIRED, *flags])
-    assert str(err.value).startswith(named) and "\n" not in str(err.value)
+    assert "\n" not in str(err.value)
     assert tidpo(["train", *REQUIRED, *flags]) == 2
+    assert tidpo(["train", *REQUIRED, "--truncation_mode", "middle"]) == 2
+    assert "invalid choice: 'middle'" in capsys.readouterr().err
 
 
 def test_speed_only_trl_option_is_ignored_with_a_word(capsys):

@@ -64,10 +64,12 @@ def test_conversational_ids_equal_trl_up_to_the_newline_after_eos(trl_datasets):
 
 @pytest.mark.parametrize("max_length", [None, 9])
 @pytest.mark.parametrize("pad_to_multiple_of", [None, 8])
-def test_collator_equals_trl(max_length, pad_to_multiple_of):
+@pytest.mark.parametrize("truncation_mode", ["keep_start", "keep_end"])
+def test_collator_equals_trl(max_length, pad_to_multiple_of, truncation_mode):
     examples = ours(STANDARD_ROWS).select_columns(ID_COLUMNS).to_list()  # max_length 9 cuts the second pair
     examples = [{**ex, "ref_chosen_logps": -1.0 - i, "ref_rejected_logps": -0.5 * i} for i, ex in enumerate(examples)]
     kwargs = {"pad_token_id": 0, "max_length": max_length, "pad_to_multiple_of": pad_to_multiple_of}
+    kwargs["truncation_mode"] = truncation_mode
     batch = PreferenceCollator(**kwargs)(examples)
     expected = trl.trainer.dpo_trainer.DataCollatorForPreference(**kwargs)(examples)
     assert set(batch) - set(expected) == {"prompt_input_ids", "prompt_attention_mask"}

@@ -51,7 +51,7 @@ def test_overrides_pick_the_method(tmp_path):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("truncation_mode", "keep_end")],  # the loss options are carried now (tests/trl_compat)
+    [("pad_token", "<pad>")],  # the loss options and truncation_mode are carried now (tests/trl_compat)
 )
 def test_fields_tidpo_cannot_honour_are_errors_naming_them(tmp_path, field, value):
     try:
@@ -67,9 +67,10 @@ def test_speed_only_fields_warn(tmp_path):
         from_dpo_config(dpo_config(tmp_path, precompute_ref_batch_size=8))
 
 
-def test_padding_and_offloading_fields_carry_over(tmp_path):
-    config = from_dpo_config(dpo_config(tmp_path, pad_to_multiple_of=8, activation_offloading=True))
-    assert config.pad_to_multiple_of == 8 and config.activation_offloading is True
+def test_padding_truncation_and_offloading_fields_carry_over(tmp_path):
+    dpo = dpo_config(tmp_path, pad_to_multiple_of=8, activation_offloading=True, truncation_mode="keep_end")
+    config = from_dpo_config(dpo)
+    assert (config.pad_to_multiple_of, config.activation_offloading, config.truncation_mode) == (8, True, "keep_end")
 
 
 def test_trainer_takes_a_dpo_config_and_matches_trl(tokenizer, tmp_path):

@@ -120,7 +120,6 @@ class TRLArguments:
 
     _argument_group_name = "TRL DPOConfig options (accepted at the value that means TI-DPO; see docs/trl.md)"
 
-    truncation_mode: str | None = field(default=None, metadata={"help": "Only 'keep_start'."})
     precompute_ref_batch_size: int | None = field(
         default=None, metadata={"help": "Ignored: the reference is scored with per_device_eval_batch_size."}
     )

@@ -21,6 +21,7 @@ from torch import Tensor
 from tidpo.data.token_weights import TOKEN_WEIGHT_COLUMNS
 
 REF_LOGP_KEYS = ("ref_chosen_logps", "ref_rejected_logps")
+TRUNCATION_MODES = ("keep_start", "keep_end")
 REF_TOKEN_KEYS = ("ref_chosen_token_logps", "ref_rejected_token_logps")  # per response token, from the cache
 
 
@@ -34,17 +35,25 @@ class PreferenceCollator:
             default); a row left with no completion token raises, so the prompts given to the anchor sampler are
             never cut. None: no truncation.
         pad_to_multiple_of: pad both sequence dimensions (``L`` and ``P``) up to a multiple of this.
+        truncation_mode: ``"keep_start"``, or ``"keep_end"``: each row keeps its *last* ``max_length`` tokens, as
+            in TRL (the chosen and the rejected row of a pair may then keep different parts of the prompt, so
+            such batches are whole rows, never a shared prompt), and the anchors' prompt its last ``max_length``.
     """
 
     pad_token_id: int
     max_length: int | None = None
     pad_to_multiple_of: int | None = None
+    truncation_mode: str = "keep_start"
 
     def __post_init__(self) -> None:
         for name in ("max_length", "pad_to_multiple_of"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"PreferenceCollator: {name} must be a positive int or None, got {value}")
+        if self.truncation_mode not in TRUNCATION_MODES:
+            raise ValueError(
+                f"PreferenceCollator: truncation_mode must be one of {TRUNCATION_MODES}, got {self.truncation_mode!r}"
+            )
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
         """Collates examples holding ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` (and optional ref logps).
@@ -71,8 +80,8 @@ class PreferenceCollator:
             "input_ids": self._pad(rows, self.pad_token_id, left=False),
             "attention_mask": self._pad([[1] * len(row) for row in rows], 0, left=False),
             "completion_mask": self._pad(completion_masks, 0, left=False),
-            "prompt_input_ids": self._pad(prompts, self.pad_token_id, left=True),
-            "prompt_attention_mask": self._pad([[1] * len(prompt) for prompt in prompts], 0, left=True),
+            "prompt_input_ids": self._pad(self._prompt_cut(prompts), self.pad_token_id, left=True),
+            "prompt_attention_mask": self._pad([[1] * len(p) for p in self._prompt_cut(prompts)], 0, left=True),
         }
         batch.update(self._extras(examples, batch["completion_mask"], weights))
         return batch
@@ -105,10 +114,18 @@ class PreferenceCollator:
         return self._truncate(rows), self._truncate(completion_masks), self._truncate(weights) if weighted else None
 
     def _truncate(self, sequences: list[list]) -> list[list]:
-        """Each sequence's first ``max_length`` items (keep-start), or all of them without ``max_length``."""
+        """Each sequence's first ``max_length`` items (keep-start) or its last (keep-end), or all of them without
+        ``max_length``."""
         if self.max_length is None:
             return sequences
+        if self.truncation_mode == "keep_end":
+            return [sequence[-self.max_length :] for sequence in sequences]
         return [sequence[: self.max_length] for sequence in sequences]
+
+    def _prompt_cut(self, prompts: list[list[int]]) -> list[list[int]]:
+        """The anchors' prompts: whole under keep-start (a kept completion token means the prompt fits), their last
+        ``max_length`` tokens under keep-end."""
+        return self._truncate(prompts) if self.truncation_mode == "keep_end" else prompts
 
     def _extras(
         self, examples: Sequence[Mapping[str, Any]], completion_mask: Tensor, weights: list[list[float]] | None

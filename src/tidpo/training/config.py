@@ -164,8 +164,8 @@ class TIDPOConfig(LossOptions, SequenceOptions, TrainingArguments):
     max_length: int | None = field(
         default=1024,
         metadata=_help(
-            "Most tokens of prompt + response; longer rows keep the start; pairs whose prompt fills it "
-            "are dropped (logged)."
+            "Most tokens of prompt + response; longer rows keep the start (or the end: truncation_mode); with "
+            "keep_start, pairs whose prompt fills it are dropped (logged)."
         ),
     )
     on_nonfinite: str = field(

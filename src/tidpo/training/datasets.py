@@ -31,7 +31,7 @@ def prepare_dataset(dataset, tokenizer, args: TIDPOConfig, name: str):
                 f"{name} dataset: importance={args.importance!r} checks the weight columns against every row before "
                 "training, which streaming data (an IterableDataset) cannot give: load it as a Dataset"
             )
-        return tokenize_streaming(dataset, tokenizer, args.max_length, name)
+        return tokenize_streaming(dataset, tokenizer, _drop_at(args), name)
     zero_ok = args.allows_zero_weight_rows
     if is_tokenized(dataset):
         if not weights:
@@ -43,7 +43,7 @@ def prepare_dataset(dataset, tokenizer, args: TIDPOConfig, name: str):
     return tokenize_preference_dataset(
         dataset,
         tokenizer,
-        max_length=args.max_length,
+        max_length=_drop_at(args),
         name=name,
         weight_columns=weights,
         allow_zero_weights=zero_ok,
@@ -51,10 +51,17 @@ def prepare_dataset(dataset, tokenizer, args: TIDPOConfig, name: str):
 
 
 def default_collator(tokenizer, args) -> PreferenceCollator:
-    """The trainer's collator when none is given: rows cut at ``max_length``, padded to ``pad_to_multiple_of``."""
+    """The trainer's collator when none is given: rows cut at ``max_length`` as ``truncation_mode`` says, padded
+    to ``pad_to_multiple_of``."""
     return PreferenceCollator(
-        tokenizer.pad_token_id, max_length=args.max_length, pad_to_multiple_of=args.pad_to_multiple_of
+        tokenizer.pad_token_id, args.max_length, args.pad_to_multiple_of, truncation_mode=args.truncation_mode
     )
+
+
+def _drop_at(args: TIDPOConfig) -> int | None:
+    """The prompt length from which pairs are dropped: ``max_length`` under keep-start (no completion token would
+    survive), none under keep-end (the completion's end is always kept), as in TRL."""
+    return args.max_length if args.truncation_mode == "keep_start" else None
 
 
 def collator_problem(collator, share_prompt, dataset, batch_size: int) -> str | None:

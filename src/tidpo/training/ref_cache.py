@@ -50,7 +50,7 @@ def weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def data_digest(dataset, max_length: int | None) -> str:
+def data_digest(dataset, max_length: int | str | None) -> str:
     """BLAKE2b of the tokenised pairs (in order) and ``max_length``."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"max_length={max_length}|rows={len(dataset)}|".encode())
@@ -118,11 +118,12 @@ def with_reference_logps(
     dataset,
     weights_key: str,
     score: Callable[[], dict[str, list[list[float]]]],
-    max_length: int | None,
+    max_length: int | str | None,
     name: str,
 ):
     """``dataset`` with the two per-token reference columns, from the cache or from ``score()`` (then cached);
-    ``weights_key`` is the reference's :func:`weights_digest`."""
+    ``weights_key`` is the reference's :func:`weights_digest`; ``max_length`` the rows' cut (with ``" keep_end"``
+    appended when rows keep their end), part of the key."""
     if set(REF_TOKEN_KEYS) <= set(dataset.column_names):
         return dataset
     data_key = data_digest(dataset, max_length)
@@ -166,4 +167,5 @@ def reference_logps_of(trainer, dataset, name: str):
             desc=f"reference log-probs ({name})",
         )
 
-    return with_reference_logps(dataset, trainer._ref_weights_key, score, args.max_length, name)
+    cut = args.max_length if args.truncation_mode == "keep_start" else f"{args.max_length} keep_end"
+    return with_reference_logps(dataset, trainer._ref_weights_key, score, cut, name)

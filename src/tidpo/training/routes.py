@@ -159,6 +159,11 @@ def _layout(args, models, chunked: bool, collator_problem, resolution: _Resoluti
         lambda: None if chunked else "it needs the chunked head (chunked_logits)",
         lambda: "gradient checkpointing turns the key/value cache off" if args.gradient_checkpointing else None,
         lambda: (
+            "truncation_mode='keep_end' cuts each row's prompt on its own"
+            if args.truncation_mode == "keep_end"
+            else None
+        ),
+        lambda: (
             f"attribution_target={args.attribution_target!r} runs on whole rows"
             if args.needs_attribution and not TARGETS[args.attribution_target].shares_prompt
             else None

@@ -18,6 +18,15 @@ logger = logging.getLogger("tidpo")
 class SequenceOptions:
     """The padding and activation-memory fields of :class:`~tidpo.training.config.TIDPOConfig`."""
 
+    truncation_mode: str = field(
+        default="keep_start",
+        metadata={
+            "help": "A row (prompt + response) longer than max_length keeps its first max_length tokens "
+            "('keep_start'; pairs whose prompt alone fills max_length are dropped) or its last ('keep_end', as in "
+            "TRL: nothing is dropped; the prompt loses its start, row by row, so prompts are not shared).",
+            "choices": ["keep_start", "keep_end"],
+        },
+    )
     pad_to_multiple_of: int | None = field(
         default=None,
         metadata={
@@ -35,11 +44,28 @@ class SequenceOptions:
     )
 
     def check_sequence_options(self) -> None:
+        """One line per option that cannot be honoured, naming it (and the option it clashes with)."""
+        if self.truncation_mode not in ("keep_start", "keep_end"):
+            raise ValueError(f"truncation_mode must be 'keep_start' or 'keep_end', got {self.truncation_mode!r}")
+        if self.truncation_mode == "keep_end":
+            self._check_keep_end()
         if self.pad_to_multiple_of is not None and (
             isinstance(self.pad_to_multiple_of, bool) or self.pad_to_multiple_of < 1
         ):
             raise ValueError(
                 f"pad_to_multiple_of must be a positive number of tokens or None, got {self.pad_to_multiple_of}"
+            )
+
+    def _check_keep_end(self) -> None:
+        if self.share_prompt:
+            raise ValueError(
+                "truncation_mode='keep_end' cuts each row's prompt on its own, so a pair's rows need not share one: "
+                "set share_prompt=False (or leave it unset)"
+            )
+        if self.needs_weight_columns:
+            raise ValueError(
+                f"truncation_mode='keep_end' with importance={self.importance!r}: the data's per-token weights are "
+                "checked against the tokens kept from the start; use truncation_mode='keep_start'"
             )
 
 

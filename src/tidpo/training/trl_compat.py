@@ -44,14 +44,10 @@ CARRIED = (
     "router_aux_loss_coef",
     "pad_to_multiple_of",
     "activation_offloading",
+    "truncation_mode",
 )
 # field -> (the values that mean what tidpo does, why anything else is refused)
 REQUIRED: dict[str, tuple[tuple, str]] = {
-    "truncation_mode": (
-        ("keep_start",),
-        "keep_end is not implemented: the shared prompt, the anchors' prompts, the cached reference log-probs and "
-        "per-token data weights all keep the start of a row longer than max_length",
-    ),
     "pad_token": ((None,), "deprecated in TRL: set tokenizer.pad_token and pass the tokenizer as processing_class"),
 }
 # read by TRL only with a value of a REQUIRED field that tidpo refuses (none since the loss family is carried)
