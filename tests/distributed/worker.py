@@ -86,7 +86,7 @@ def with_lora(model):
 
 
 def models(args, world: int):
-    """The tokenizer, the policy and the reference (``None`` with LoRA: the base, adapters off), sharded when
+    """The tokenizer, the policy and the reference (``None`` with LoRA: the adapter's frozen copy), sharded when
     there is more than one process."""
     from tests.tiny import make_model, make_tokenizer
     from tidpo.training.reference import frozen_copy
@@ -96,7 +96,10 @@ def models(args, world: int):
     model = make_model(tokenizer, seed=0)
     ref = None
     if args.lora:
+        from tidpo.training.reference import add_reference_adapter
+
         model = with_lora(model)
+        add_reference_adapter(model)  # π_ref: a frozen copy of the adapter it arrives with, added before sharding
     else:
         ref = frozen_copy(model)
     if world > 1:

@@ -7,10 +7,11 @@ pair as ``ref_chosen_token_logps`` / ``ref_rejected_token_logps`` (one float per
 ``max_length``), and read from the batch instead of running the reference every step.
 
 The cache file is ``$TIDPO_CACHE/ref-logps/<key>.pt`` (default ``~/.cache/tidpo``). The key hashes the
-tokenised pairs, ``max_length`` and the reference's weights (names, shapes, dtypes, values; LoRA adapter weights
-excluded, since a PEFT reference runs with them disabled), so a different dataset, truncation or reference never
-reads stale numbers; the file also holds its key, and one that is unreadable (say, cut short), written for another
-key or of the wrong size is ignored with a warning and computed again. Files are written to a temporary name and
+tokenised pairs, ``max_length`` and the reference's weights (names, shapes, dtypes, values; the trained LoRA
+adapter's weights excluded, since a PEFT reference runs without them, and a frozen reference adapter's included),
+so a different dataset, truncation or reference never reads stale numbers; the file also holds its key, and one
+that is unreadable (say, cut short), written for another key or of the wrong size is ignored with a warning and
+computed again. Files are written to a temporary name and
 renamed, and loaded with ``weights_only=True``.
 """
 
@@ -28,19 +29,21 @@ from tqdm.auto import tqdm
 from tidpo.data.collator import REF_TOKEN_KEYS
 from tidpo.files import replacing
 from tidpo.models import cache_root
+from tidpo.training.reference import REF_ADAPTER
 
 logger = logging.getLogger("tidpo")
 TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 
 
 def weights_digest(model: nn.Module) -> str:
-    """BLAKE2b of every parameter and buffer of ``model`` (name, shape, dtype and bytes), LoRA weights excluded.
+    """BLAKE2b of every parameter and buffer of ``model`` (name, shape, dtype and bytes), the trained LoRA weights
+    excluded (a frozen reference adapter, :data:`tidpo.training.reference.REF_ADAPTER`, is part of π_ref: included).
     Sharded (``DTensor``) weights are gathered first, so every process of a run computes the same key."""
     from torch.distributed.tensor import DTensor
 
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in sorted(model.state_dict().items()):
-        if "lora_" in name:
+        if "lora_" in name and f".{REF_ADAPTER}." not in name:
             continue
         if isinstance(tensor, DTensor):
             tensor = tensor.full_tensor()

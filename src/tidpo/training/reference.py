@@ -1,5 +1,6 @@
-"""The frozen reference policy π_ref: an explicit model, a frozen copy of the policy, or the policy with its
-LoRA/PEFT adapters disabled (no copy at all)."""
+"""The frozen reference policy π_ref: an explicit model, a frozen copy of the policy, the policy with its
+LoRA/PEFT adapters disabled (no copy at all), or, for a PEFT model that arrives with a trained adapter, that adapter's
+frozen copy (the adapter :data:`REF_ADAPTER`, as TRL does: the base model alone is not the policy's start)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+REF_ADAPTER = "ref"
 
 
 def is_peft_model(model: nn.Module) -> bool:
@@ -46,8 +49,56 @@ def reference_model(policy: nn.Module, ref: nn.Module | None) -> Iterator[nn.Mod
             return
         if not is_peft_model(policy):
             raise ValueError("no reference model: pass ref_model, or train a PEFT model (adapters disabled = π_ref)")
+        if REF_ADAPTER in policy.peft_config:
+            with _adapter(policy, REF_ADAPTER):
+                yield policy
+            return
         with policy.disable_adapter():
             yield policy
+
+
+@contextlib.contextmanager
+def _adapter(policy: nn.Module, name: str) -> Iterator[None]:
+    """``name`` the adapter every PEFT layer runs for the duration, then the one each ran. The layers' active
+    adapter is set directly: PEFT's ``set_adapter`` would also move ``requires_grad`` (and sharded parameters must
+    keep theirs), while only the forward's choice of weights is wanted here."""
+    layers = [m for m in policy.modules() if "_active_adapter" in vars(m) or hasattr(type(m), "_active_adapter")]
+    before = [layer._active_adapter for layer in layers]
+    for layer, active in zip(layers, before, strict=True):
+        layer._active_adapter = name if isinstance(active, str) else [name]
+    try:
+        yield
+    finally:
+        for layer, active in zip(layers, before, strict=True):
+            layer._active_adapter = active
+
+
+def add_reference_adapter(model: nn.Module) -> None:
+    """A frozen copy of the PEFT ``model``'s active (trained) adapter under the name :data:`REF_ADAPTER`: π_ref for
+    a model that arrives with an adapter, so that training starts at log-ratio 0, as in TRL. Call it before
+    sharding the model (the trainer refuses a sharded one without it).
+
+    Raises:
+        ValueError: ``model`` is already sharded (its new adapter would not be).
+    """
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        raise ValueError(
+            "a sharded PEFT model arrived without a reference: call tidpo.training.reference.add_reference_adapter("
+            "model) before sharding it (π_ref is then a frozen copy of its adapter, as in TRL), or pass ref_model"
+        )
+    trained = model.active_adapter
+    model.add_adapter(REF_ADAPTER, model.peft_config[trained])
+    model.set_adapter(trained)  # the trained adapter stays the active, trainable one
+    marker, copy_marker = f".{trained}.", f".{REF_ADAPTER}."
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if marker in name:
+                model.get_parameter(name.replace(marker, copy_marker)).copy_(param)
+    for name, param in model.named_parameters():
+        if copy_marker in name:
+            param.requires_grad_(False)
 
 
 class LiveReference:
@@ -106,7 +157,10 @@ class CachedReference(LiveReference):
 def policy_and_reference(model: nn.Module, ref_model: nn.Module | None, peft_config, seed: int, no_dropout: bool):
     """The policy (wrapped with ``peft_config`` if given, adapters initialised from ``seed`` as Trainer's
     ``model_init`` would) and the frozen reference: ``ref_model``, else a frozen copy of the policy, else None for a
-    PEFT policy (its adapters disabled give π_ref). Dropout is turned off in both with ``no_dropout``."""
+    PEFT policy (its adapters disabled give π_ref; a copy of the adapter it arrived with, when it arrived wrapped).
+    Dropout is turned off in both with ``no_dropout``."""
+    if peft_config is None and ref_model is None and is_peft_model(model) and REF_ADAPTER not in model.peft_config:
+        add_reference_adapter(model)
     if peft_config is not None:
         from peft import get_peft_model
         from transformers import set_seed
