@@ -10,6 +10,7 @@ import trl
 from tests.training.helpers import config, sentiment_pairs
 from tests.trl_compat.families import MOE, llama_model
 from tidpo import TIDPOTrainer
+from tidpo.training.routes import RouteError
 from tidpo.training.trl_compat import from_dpo_config
 
 
@@ -89,7 +90,18 @@ def test_coefficient_for_a_dense_model_is_refused(tokenizer, tmp_path):
     assert dense.aux_loss_enabled is False
 
 
-@pytest.mark.parametrize("family", sorted(MOE))
+def test_packed_rows_are_refused_where_attention_cannot_keep_them_apart(tokenizer, tmp_path):
+    """GPT-OSS runs eager attention with sinks: packed sequences would attend to each other, so padding_free is
+    refused in one line naming the measured difference (not run wrong)."""
+    with pytest.raises(RouteError, match=r"padding_free: the policy cannot run packed rows: .*attend to each other"):
+        TIDPOTrainer(
+            model=MOE["gpt_oss"](tokenizer, seed=1), ref_model=MOE["gpt_oss"](tokenizer, seed=0),
+            args=config(tmp_path, triplet_weight=0.0, padding_free=True), train_dataset=sentiment_pairs(3),
+            processing_class=tokenizer,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("family", sorted(set(MOE) - {"gpt_oss"}))
 def test_ti_dpo_on_moe_routes_and_packed_rows_equal_whole_rows(tokenizer, tmp_path, family):
     """TI-DPO (hybrid weights, TDPO KL, no triplet) on a MoE model: the shared prompt falls back to whole rows (the
     aux loss counts every row's tokens), and packed rows give the same loss and aux loss as whole rows."""
