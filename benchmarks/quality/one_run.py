@@ -206,7 +206,7 @@ def weights_run(args) -> dict:
     """Importance recovery of the untrained model's weights on the held-out pairs (experiment 4)."""
     from tidpo import load_preference_data
     from tidpo.eval.explain import explain_pairs
-    from tidpo.eval.importance import importance_recovery
+    from tidpo.eval.importance import CONFIDENCE_WEIGHTINGS, importance_recovery
     from tidpo.resources import builtin_dataset_path
     from tidpo.tasks.sentiment import lexicon_token_relevance
     from tidpo.training.config import PRESETS
@@ -217,7 +217,7 @@ def weights_run(args) -> dict:
     out = {}
     for preset in ("paper", "official"):
         p = PRESETS[preset]
-        for target in ("max_logit", "response_logp"):
+        for target in ("max_logit", "response_logp", "max_logit_before_eos"):
             explanation = explain_pairs(
                 model,
                 tokenizer,
@@ -232,6 +232,10 @@ def weights_run(args) -> dict:
                 target=target,
             )
             out[f"{preset}/{target}"] = importance_recovery(explanation, lexicon_token_relevance)
+        # the confidence estimator reads the same log-probs whatever the target (no attribution)
+        out[f"{preset}/confidence"] = importance_recovery(
+            explanation, lexicon_token_relevance, weightings=CONFIDENCE_WEIGHTINGS
+        )
     return {"experiment": "weights", "name": "untrained", "pairs": n, "recovery": out}
 
 

@@ -149,7 +149,7 @@ def weights_table(run: dict) -> str:
     base_rate = None
     for setting, rec in run["recovery"].items():
         base_rate = rec["base_rate"]
-        for name in ("hybrid", "gradient", "prior", "random"):
+        for name in [k for k, v in rec.items() if isinstance(v, dict)]:
             r = rec[name]
             auc = "—" if r["auc"] is None else f"{r['auc']:.3f}"
             pooled = "—" if r["auc_pooled"] is None else f"{r['auc_pooled']:.3f}"

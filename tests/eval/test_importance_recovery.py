@@ -53,3 +53,47 @@ def test_recovery_scores_each_weighting_by_hand():
     assert result["hybrid"]["auc_pooled"] == 1.0
     with pytest.raises(ValueError, match="2 marks for 4 tokens"):
         importance_recovery(explanation, lambda toks: [True, False])
+
+
+def test_confidence_mask_by_hand_and_against_the_estimator():
+    import math
+
+    import torch
+
+    from tidpo.eval.importance import confidence_mask_share
+    from tidpo.importance.weights import token_weights
+
+    # probabilities 0.5, 0.1, 0.4: mean 1/3, so only the 0.1 token is below it
+    logps = [math.log(0.5), math.log(0.1), math.log(0.4)]
+    assert confidence_mask_share(logps) == [0.0, 1.0, 0.0]
+    assert confidence_mask_share([math.log(0.2)] * 3) == [0.0, 0.0, 0.0]  # all equally likely: none
+    # the tensor estimator: Eq. 8 weights ∝ λ I/ΣI + (1 − λ) P on a response span
+    torch.manual_seed(0)
+    row = torch.randn(1, 9).clamp(max=-0.1)
+    mask = torch.ones(1, 9)
+    prior = token_weights("prior", mask, mix=0.0, sigma_div=4.0)[0]
+    weights = token_weights("confidence", mask, policy_logps=row, mix=0.7, sigma_div=4.0)[0]
+    share = torch.tensor(confidence_mask_share(row[0].tolist()))
+    expected = 0.7 * share + 0.3 * prior / prior.sum()
+    torch.testing.assert_close(weights / weights.sum(), expected / expected.sum())
+
+
+def test_recovery_of_the_confidence_weightings_by_hand():
+    # probabilities 0.6, 0.1 (" good", the relevant token), 0.5: the mask is [0, 1, 0]
+    import math
+
+    from tidpo.eval.importance import CONFIDENCE_WEIGHTINGS
+
+    tokens = [" it", " good", "<|im_end|>"]
+    chosen = response(tokens, [1.0] * 3, [1 / 3] * 3, prior=[0.2, 0.5, 0.3])
+    chosen.logps = [math.log(0.6), math.log(0.1), math.log(0.5)]
+    explanation = Explanation([PairExplanation(0, "p", chosen, chosen)], mix=0.5, sigma_div=4.0, span="response",
+                              max_length=None)  # fmt: skip
+    result = importance_recovery(
+        explanation, lambda toks: [t == " good" for t in toks], weightings=CONFIDENCE_WEIGHTINGS
+    )
+    assert result["confidence_mask"]["auc"] == 1.0 and result["confidence_mask"]["eos_share"] == 0.0
+    # confidence: 0.5 * [0, 1, 0] + 0.5 * [0.2, 0.5, 0.3] = [0.1, 0.75, 0.15]
+    assert result["confidence"]["relevant_share"] == pytest.approx(0.75)
+    assert result["confidence"]["eos_share"] == pytest.approx(0.15)
+    assert "hybrid" not in result

@@ -14,11 +14,16 @@ is scored by:
   ``base_rate``, the share of the tokens that are relevant).
 
 The weightings compared: ``hybrid`` (the final TI-DPO weight ``w``), ``gradient`` (the normalised attribution
-``I/ΣI`` alone), ``prior`` (the Gaussian prior ``P``) and ``random`` (uniform noise, seeded).
+``I/ΣI`` alone), ``prior`` (the Gaussian prior ``P``) and ``random`` (uniform noise, seeded); and, from the same
+explanation's per-token log-probs, ``confidence_mask`` (the ``confidence`` estimator's ``I/ΣI``: the tokens less
+likely than the response's mean token probability) and ``confidence`` (its Eq. 8 weight, ``λ I/ΣI + (1 − λ) P``
+with the explanation's ``λ``; the estimator scores response tokens only, so its share over a sequence span is its
+share over the response).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -28,6 +33,7 @@ from tidpo.eval.metrics import roc_auc
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 Relevance = Callable[[list[str]], list[bool]]
 WEIGHTINGS = ("hybrid", "gradient", "prior", "random")
+CONFIDENCE_WEIGHTINGS = ("confidence", "confidence_mask", "prior", "random")
 
 
 def relevance_by_words(tokens: Sequence[str], is_relevant: Callable[[str], bool]) -> list[bool]:
@@ -45,7 +51,21 @@ def relevance_by_words(tokens: Sequence[str], is_relevant: Callable[[str], bool]
     return out
 
 
-def _response_values(response, name: str, rng: random.Random) -> list[float]:
+def confidence_mask_share(logps: Sequence[float]) -> list[float]:
+    """``I/ΣI`` of the ``confidence`` estimator for one response's per-token log-probs, in plain Python (the
+    tensor estimator's twin): 1 where ``log π(y_t) < log((1/T) Σ_s π(y_s))``, normalised; all 0 if no token is."""
+    threshold = math.log(sum(math.exp(x) for x in logps) / len(logps))
+    marks = [1.0 if x < threshold else 0.0 for x in logps]
+    total = sum(marks)
+    return [m / total for m in marks] if total else marks
+
+
+def _response_values(response, name: str, rng: random.Random, mix: float = 0.7) -> list[float]:
+    if name == "confidence_mask":
+        return confidence_mask_share(response.logps)
+    if name == "confidence":
+        share = confidence_mask_share(response.logps)
+        return [mix * s + (1 - mix) * p for s, p in zip(share, response.prior, strict=True)]
     if name == "hybrid":
         return list(response.weights)
     if name == "gradient":
@@ -54,10 +74,10 @@ def _response_values(response, name: str, rng: random.Random) -> list[float]:
         return list(response.prior)
     if name == "random":
         return [rng.random() for _ in response.tokens]
-    raise ValueError(f"unknown weighting {name!r}; known: {', '.join(WEIGHTINGS)}")
+    raise ValueError(f"unknown weighting {name!r}; known: {', '.join(WEIGHTINGS + CONFIDENCE_WEIGHTINGS[:2])}")
 
 
-def importance_recovery(explanation, relevance: Relevance, seed: int = 0) -> dict:
+def importance_recovery(explanation, relevance: Relevance, seed: int = 0, weightings=WEIGHTINGS) -> dict:
     """Score each weighting of ``explanation`` (an :class:`~tidpo.eval.explain.Explanation`) against the ground
     truth ``relevance(tokens) -> [bool per token]``. Returns ``{weighting: {auc, auc_pooled, eos_share,
     relevant_share}, "responses", "responses_scored", "tokens", "base_rate"}``."""
@@ -76,9 +96,9 @@ def importance_recovery(explanation, relevance: Relevance, seed: int = 0) -> dic
         "tokens": sum(len(m) for m in labels),
         "base_rate": sum(sum(m) for m in labels) / sum(len(m) for m in labels),
     }
-    for name in WEIGHTINGS:
+    for name in weightings:
         rng = random.Random(seed)
-        values = [_response_values(r, name, rng) for r in responses]
+        values = [_response_values(r, name, rng, explanation.mix) for r in responses]
         aucs = [roc_auc(v, m) for v, m in zip(values, labels, strict=True) if 0 < sum(m) < len(m)]
         flat_v = [x for v in values for x in v]
         flat_m = [x for m in labels for x in m]
