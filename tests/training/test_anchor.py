@@ -8,7 +8,8 @@ from transformers import GenerationConfig
 
 from tests.tiny import make_model
 from tidpo.training.anchors import anchor_batch, sample_anchors
-from tidpo.training.prompt_cache import prompt_forward, sample_from_prompt
+from tidpo.training.decode import sample_from_prompt
+from tidpo.training.prompt_cache import prompt_forward
 
 
 def _greedy(tokenizer, n=5):

@@ -4,7 +4,7 @@ One anchor per prompt is sampled from the current policy every step (top-k, top-
 through sampling). Prompts arrive left padded (``prompt_input_ids``/``prompt_attention_mask``) so that one batched,
 KV-cached ``generate`` call serves the whole batch; ``generate`` derives position ids from the attention mask, so
 left padding does not shift positions. Under the shared-prompt layout sampling continues from the prompts' keys
-and values instead (:func:`tidpo.training.prompt_cache.sample_from_prompt`). Either way the samples become
+and values instead (:func:`tidpo.training.decode.sample_from_prompt`). Either way the samples become
 right-padded ``prompt + anchor`` rows (:func:`anchor_batch`).
 
 The anchors' tokens are then scored by both models with gradient through the policy. The anchor backward route:
@@ -104,7 +104,8 @@ def sample_anchors(
         decode: the anchor decode route: ``dynamic`` (``generate``), ``static`` or ``graph``.
     """
     if decode != "dynamic":
-        from tidpo.training.prompt_cache import prompt_forward, sample_from_prompt
+        from tidpo.training.decode import sample_from_prompt
+        from tidpo.training.prompt_cache import prompt_forward
 
         prompt = prompt_forward(model, prompt_input_ids, prompt_attention_mask)
         generated = sample_from_prompt(model, prompt, generation_config, check, decode)

@@ -1,7 +1,7 @@
 """The anchor decode route: how the anchors' tokens are drawn, one forward per token.
 
 - ``dynamic``: a ``DynamicCache`` that grows by one key/value per token (``generate`` on whole rows; the loop of
-  :func:`tidpo.training.prompt_cache.sample_from_prompt` on shared prompts). Each token's forward has new shapes.
+  :func:`sample_from_prompt` on shared prompts). Each token's forward has new shapes.
 - ``static``: the prompt's keys and values copied once into buffers of the final length (transformers'
   ``StaticCache``), with a 4-D mask buffer that opens one slot per token: every token runs the same shapes from the
   same memory, and nothing in the forward reads back to the host.
@@ -49,6 +49,46 @@ def draw(processors: LogitsProcessorList, tokens: list[Tensor], logits: Tensor, 
     else:
         token = scores.argmax(-1)
     return token.masked_fill(done, config.pad_token_id)
+
+
+@torch.no_grad()
+def sample_from_prompt(
+    model: nn.Module, prompt, config: GenerationConfig, check=None, decode: str = "dynamic"
+) -> Tensor:
+    """Sample ``(B, N)`` tokens continuing prompts already run (their keys, values and last hidden state in
+    ``prompt``, a :class:`tidpo.training.prompt_cache.PromptState`): a KV-cached decode loop, one forward per new
+    token, with ``generate``'s warpers in its order, so a seed gives ``generate``'s draws. Rows that have emitted
+    EOS continue with the pad token; the loop stops when every row has, or after ``max_new_tokens``.
+    ``do_sample=False`` is greedy. ``check`` (a :class:`tidpo.training.anchors.FiniteLogitsCheck`) sees each step's
+    logits first, as ``generate``'s own processors come before its warpers. ``decode`` is the route: ``dynamic``
+    grows a ``DynamicCache``; ``static`` and ``graph`` draw the same tokens from fixed buffers."""
+    from tidpo.training.prompt_cache import cache_keyword
+
+    if decode != "dynamic":
+        return static_sample(model, prompt, config, check, cache_keyword(model), graph=decode == "graph")
+    return _dynamic_sample(model, prompt.detached(), config, check, cache_keyword(model))
+
+
+def _dynamic_sample(model: nn.Module, prompt, config: GenerationConfig, check, keyword: str) -> Tensor:
+    """The ``dynamic`` route of :func:`sample_from_prompt`: one forward per token on a growing ``DynamicCache``."""
+    head = model.get_output_embeddings()
+    # (B, V): the distribution of the first anchor token; the hidden state may be kept in fp32 for a bf16 head
+    logits = head(prompt.last.to(head.weight.dtype)).float()
+    cache = prompt.dynamic_cache()
+    processors = warpers(config, check)
+    mask, rows, start = prompt.mask, prompt.mask.shape[0], prompt.positions(1)
+    done = torch.zeros(rows, dtype=torch.bool, device=mask.device)
+    tokens = []
+    for step in range(config.max_new_tokens):
+        token = draw(processors, tokens, logits, config, done)
+        tokens.append(token)
+        done |= token == config.eos_token_id
+        if done.all() or step + 1 == config.max_new_tokens:
+            break
+        mask = torch.cat([mask, mask.new_ones(rows, 1)], dim=1)
+        step_inputs = {"input_ids": token.unsqueeze(1), "attention_mask": mask, "position_ids": start + step}
+        logits = model(**step_inputs, use_cache=True, **{keyword: cache}).logits[:, -1].float()
+    return torch.stack(tokens, 1)
 
 
 class StaticStep:
@@ -117,7 +157,7 @@ class StaticStep:
 
 @torch.no_grad()
 def static_sample(model: nn.Module, prompt, config: GenerationConfig, check, keyword: str, graph: bool) -> Tensor:
-    """:func:`tidpo.training.prompt_cache.sample_from_prompt` on a static cache (``graph``: replayed as a CUDA
+    """:func:`sample_from_prompt` on a static cache (``graph``: replayed as a CUDA
     graph): ``(B, N)`` tokens, the same draws under a seed."""
     prompt = prompt.detached()
     head = model.get_output_embeddings()

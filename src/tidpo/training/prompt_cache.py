@@ -8,8 +8,9 @@ prompt's graph. Hidden states at response positions equal those of whole rows.
 
 Everything that touches the prompt's cache lives here: the batch split (:class:`PromptSharing`), the prefill and
 the continuation, the per-row prompt attribution of the ``sequence`` span (:func:`shared_prompt_attributions`),
-the anchors' decode loop (:func:`sample_from_prompt`), the one-time probe of a model's cache
-(:func:`sharing_problem`) and the layout object (:class:`SharedPrompt`) the training step calls.
+the one-time probe of a model's cache
+(:func:`sharing_problem`) and the layout object (:class:`SharedPrompt`) the training step calls. The anchors'
+decode loop from a prompt's cache is :func:`tidpo.training.decode.sample_from_prompt`.
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from transformers import GenerationConfig
 
 from tidpo.importance.attribution import gradient_scores
 from tidpo.importance.target import AttributionTarget, TargetInputs
 from tidpo.importance.targets import TARGETS
 from tidpo.ops import left_align, move_to_frame
 from tidpo.training.anchors import AnchorBatch, anchor_batch
-from tidpo.training.decode import draw, static_sample, warpers
+from tidpo.training.decode import sample_from_prompt
 from tidpo.training.head import Features, hidden_states_as_output, project
 from tidpo.training.layouts import PaddedRows, PolicyForward, attach, captured_embeddings, graph_mode
 
@@ -271,44 +271,6 @@ def shared_prompt_attributions(
             prompt_scores, sharing.prompt_mask.repeat(2, 1), sharing.prompt_positions()
         )
     return attributions
-
-
-@torch.no_grad()
-def sample_from_prompt(
-    model: nn.Module, prompt: PromptState, config: GenerationConfig, check=None, decode: str = "dynamic"
-) -> Tensor:
-    """Sample ``(B, N)`` tokens continuing prompts already run (their keys, values and last hidden state in
-    ``prompt``): a KV-cached decode loop, one forward per new token, with ``generate``'s warpers in its order, so a
-    seed gives ``generate``'s draws. Rows that have emitted EOS continue with the pad token; the loop stops when
-    every row has, or after ``max_new_tokens``. ``do_sample=False`` is greedy. ``check`` (a
-    :class:`tidpo.training.anchors.FiniteLogitsCheck`) sees each step's logits first, as ``generate``'s own
-    processors come before its warpers. ``decode`` is the anchor decode route (:mod:`tidpo.training.decode`):
-    ``dynamic`` grows a ``DynamicCache``; ``static`` and ``graph`` draw the same tokens from fixed buffers."""
-    if decode != "dynamic":
-        return static_sample(model, prompt, config, check, cache_keyword(model), graph=decode == "graph")
-    return _dynamic_sample(model, prompt.detached(), config, check)
-
-
-def _dynamic_sample(model: nn.Module, prompt: PromptState, config: GenerationConfig, check) -> Tensor:
-    """The ``dynamic`` route of :func:`sample_from_prompt`: one forward per token on a growing ``DynamicCache``."""
-    head = model.get_output_embeddings()
-    # (B, V): the distribution of the first anchor token; the hidden state may be kept in fp32 for a bf16 head
-    logits = head(prompt.last.to(head.weight.dtype)).float()
-    cache, keyword = prompt.dynamic_cache(), cache_keyword(model)
-    processors = warpers(config, check)
-    mask, rows, start = prompt.mask, prompt.mask.shape[0], prompt.positions(1)
-    done = torch.zeros(rows, dtype=torch.bool, device=mask.device)
-    tokens = []
-    for step in range(config.max_new_tokens):
-        token = draw(processors, tokens, logits, config, done)
-        tokens.append(token)
-        done |= token == config.eos_token_id
-        if done.all() or step + 1 == config.max_new_tokens:
-            break
-        mask = torch.cat([mask, mask.new_ones(rows, 1)], dim=1)
-        step_inputs = {"input_ids": token.unsqueeze(1), "attention_mask": mask, "position_ids": start + step}
-        logits = model(**step_inputs, use_cache=True, **{keyword: cache}).logits[:, -1].float()
-    return torch.stack(tokens, 1)
 
 
 class SharedPrompt(PaddedRows):
