@@ -31,9 +31,9 @@ from tidpo.cli.common import (
     resolve_model_path,
     trained_settings,
 )
+from tidpo.cli.eval_generation import add_generation_options, generation_inputs, generation_metrics
 from tidpo.cli.model_checks import load_policy, load_reference
 from tidpo.cli.options import DATASET, MODEL, ON_BAD_ROW, SPLIT, CommandParser
-from tidpo.cli.prompts import load_prompts
 from tidpo.files import write_text
 from tidpo.losses.dpo import KL_MODES
 
@@ -52,7 +52,6 @@ TABLE = (
 RESULTS_FILE = "eval_results.json"
 DEFAULTS = {"beta": 0.1, "kl_mode": "tdpo2", "kl_weight": None, "max_length": 1024}
 AS_TRAINED = "as the model was trained (its folder's tidpo_config.json)"
-DEMO_REWARD = "tidpo.tasks.sentiment:reward"
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -68,7 +67,7 @@ def make_parser() -> argparse.ArgumentParser:
     SPLIT.add_to(parser, help="split of --dataset (default: test)", default="test")
     ON_BAD_ROW.add_to(parser)
     _add_pair_options(parser)
-    _add_generation_options(parser.add_argument_group("generation metrics (--prompts)"))
+    add_generation_options(parser.add_argument_group("generation metrics (--prompts)"))
     parser.add_argument(
         "--output", type=Path, help=f"JSON file (default: <model>/{RESULTS_FILE} if writable, else ./{RESULTS_FILE})"
     )
@@ -86,22 +85,6 @@ def _add_pair_options(parser: argparse.ArgumentParser) -> None:
         "--max_length", type=int, help=f"most tokens of prompt + response (default: {AS_TRAINED}, else 1024)"
     )
     parser.add_argument("--use_cpu", action="store_true", help="run on the CPU even when a GPU is available")
-
-
-def _add_generation_options(gen: argparse._ArgumentGroup) -> None:
-    """The options of the generation metrics (``--prompts``)."""
-    gen.add_argument(
-        "--prompts",
-        help="prompts to sample from: 'demo' (the sentiment task's held-out openings), a .txt file (one per line) "
-        "or a .json/.jsonl file of rows with a 'prompt' string",
-    )
-    gen.add_argument("--reward", help=f"reward function module:function (default with --prompts demo: {DEMO_REWARD})")
-    gen.add_argument("--samples", type=int, default=4, help="completions per prompt and model (default: 4)")
-    gen.add_argument("--max_new_tokens", type=int, default=32, help="tokens per completion at most (default: 32)")
-    gen.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
-    gen.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling (default: 1, off; <1 biases the KL)")
-    gen.add_argument("--seed", type=int, default=0, help="sampling seed, the same for both models (default: 0)")
-    gen.add_argument("--no_sample_cache", action="store_true", help="resample the reference instead of its cache")
 
 
 def default_output(model: str, model_path: str) -> Path:
@@ -136,25 +119,6 @@ def _config(args, output_dir: str):
         raise CLIError(f"invalid option: {' '.join(str(err).split())}") from err
 
 
-def _generation_inputs(args):
-    """``(prompts, reward_fn, settings)`` for ``--prompts``, checked before any model is loaded."""
-    from tidpo.eval.generation import SamplingSettings, load_reward_fn
-
-    if args.samples < 1:
-        raise CLIError(f"--samples must be at least 1, got {args.samples}")
-    spec = args.reward or (DEMO_REWARD if args.prompts == "demo" else None)
-    if spec is None:
-        raise CLIError(f"--prompts {args.prompts} needs --reward module:function (e.g. {DEMO_REWARD})")
-    try:
-        reward_fn = load_reward_fn(spec)
-        settings = SamplingSettings(
-            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, batch_size=96
-        )
-    except ValueError as err:
-        raise CLIError(str(err)) from err
-    return load_prompts(args.prompts), reward_fn, settings
-
-
 def evaluate(args) -> dict:
     """Load everything (options and data checked first) and return the results written to the JSON file: the run
     (``model``, ``ref``), with ``--dataset`` the pairs' settings (``dataset``, ``split``, ``pairs``, ``beta``,
@@ -162,7 +126,7 @@ def evaluate(args) -> dict:
     (``rewards/accuracies``, ``rewards/margins``, ``kl/chosen``, ..., ``pairs_per_second``), and with ``--prompts``
     a ``generation`` report (:func:`tidpo.eval.generation.generation_report`)."""
     model_path = _check_what_to_evaluate(args)
-    generation = _generation_inputs(args) if args.prompts else None
+    generation = generation_inputs(args) if args.prompts else None
     dataset = _load_pairs(args) if args.dataset is not None else None
     with tempfile.TemporaryDirectory(prefix="tidpo-eval-") as scratch:
         config = _config(args, scratch)  # options checked before any model is loaded
@@ -175,7 +139,7 @@ def evaluate(args) -> dict:
         for m in (model, ref):
             if m is not None:
                 m.to(config.device)
-        results["generation"] = _generation_metrics(args, generation, model, ref, tokenizer)
+        results["generation"] = generation_metrics(args, generation, model, ref, tokenizer)
     return results
 
 
@@ -210,28 +174,6 @@ def _reference_name(ref: str | None, model_path: str) -> str:
         return ref
     base = json.loads((Path(model_path) / "adapter_config.json").read_text())["base_model_name_or_path"]
     return f"{base} (the adapter's base model)"
-
-
-def _generation_metrics(args, generation, model, ref, tokenizer) -> dict:
-    """The ``--prompts`` report: samples of the model and of the reference, scored by the reward function."""
-    from tidpo.eval.generation import RewardError, generation_report
-
-    prompts, reward_fn, settings = generation
-    try:
-        report = generation_report(
-            model,
-            tokenizer,
-            prompts,
-            reward_fn,
-            args.samples,
-            settings,
-            args.seed,
-            reference=ref,
-            cache=not args.no_sample_cache,
-        )
-    except RewardError as err:
-        raise CLIError(f"--reward {args.reward or DEMO_REWARD}: {err}") from err
-    return {"prompts_source": args.prompts, "reward": args.reward or DEMO_REWARD, **report}
 
 
 def _preference_metrics(args, config, dataset, model, ref, tokenizer) -> dict:

@@ -49,7 +49,7 @@ def make_context(spec: CompareSpec, model_path: str) -> EvalContext:
     """Load the prompts and the reward; pick the device the trainer would (a GPU unless the recipe says use_cpu)."""
     import torch
 
-    from tidpo.cli.eval import load_prompts
+    from tidpo.cli.prompts import load_prompts
     from tidpo.eval.generation import load_reward_fn
 
     use_gpu = torch.cuda.is_available() and not spec.recipe.get("use_cpu", False)
