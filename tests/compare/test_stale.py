@@ -86,3 +86,16 @@ def test_a_checkpoint_step_added_after_the_run_finished_is_refused(tmp_path):
     assert 1 not in spec.checkpoints
     with pytest.raises(SpecError, match="run dpo-s0 has no checkpoint at step 1 to evaluate"):
         check_results(parse_spec(edited), plan(parse_spec(edited), tmp_path))
+
+
+def test_an_evaluation_of_other_prompts_is_refused(tmp_path):
+    spec = parse_spec(GOOD)
+    run = plan(spec, tmp_path)[0]
+    _evaluate(spec, run, spec.checkpoints[0])
+    path = run.folder / "eval" / f"checkpoint-{spec.checkpoints[0]}.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "prompts_source": spec.prompts, "reward_function": spec.reward}))
+    check_results(spec, plan(spec, tmp_path))
+    path.write_text(json.dumps({**record, "prompts_source": "other.txt", "reward_function": spec.reward}))
+    with pytest.raises(SpecError, match="prompts_source = 'other.txt' there"):
+        check_results(spec, plan(spec, tmp_path))

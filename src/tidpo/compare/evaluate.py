@@ -124,6 +124,7 @@ def evaluate_checkpoint(context: EvalContext, run: Run, step: int) -> dict:
         reference=_reference_for(context, policy),
     )
     record = {"method": run.method.name, "seed": run.seed, "step": step, **record_of(report, spec.samples)}
+    record.update(prompts_source=spec.prompts, reward_function=spec.reward)
     record.update(seconds=time.perf_counter() - start, **provenance())
     path = eval_path(run, step)
     path.parent.mkdir(parents=True, exist_ok=True)

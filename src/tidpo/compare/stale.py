@@ -3,8 +3,8 @@
 A finished run is skipped and an evaluation file is read back as is, so a study file edited after they were made
 (another learning rate, another schedule, another sampling temperature) would otherwise put old numbers under the
 new settings' name. Each finished run's marker keeps the settings it trained with and each evaluation keeps its
-sampling settings; :func:`check_results` compares them with the file's and fails with one line naming the run, the
-setting, both values and the fix.
+sampling settings, prompts and reward; :func:`check_results` compares them with the file's and fails with one line
+naming the run, the setting, both values and the fix.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ def sampling_difference(spec: CompareSpec, record: dict) -> str | None:
     sampling = record.get("sampling", {})
     made = {**{k: sampling.get(k) for k in SAMPLING_KEYS}}
     made.update(samples=record.get("samples_per_prompt"), sample_seed=record.get("sample_seed"))
+    for key, value in (("prompts_source", spec.prompts), ("reward_function", spec.reward)):
+        if key in record:  # recorded since 2026-12-04
+            made[key], wanted[key] = record[key], value
     return _first_difference(_plain(made), _plain(wanted))
 
 
