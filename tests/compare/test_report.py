@@ -71,3 +71,15 @@ def test_the_three_files(tmp_path):
     assert "not reached" in page and "| TI-DPO |" in page and "![reward against KL](frontier.png)" in page
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
     assert json.loads(paths["json"].read_text())["budgets"] == [1.0, 2.5]
+
+
+def test_the_table_can_be_limited_to_some_methods():
+    """Two methods with seed 0, one of them also with seed 1: together the table has seed 0 only; limited to the
+    method with both, seeds 0 and 1."""
+    from tidpo.compare.report import table_members
+
+    spec = parse_spec(GOOD)
+    full = {step: {} for step in spec.checkpoints}
+    evals = {("dpo", 0): full, ("ti", 0): full, ("ti", 1): full, ("dpo", 1): {spec.checkpoints[0]: {}}}
+    assert table_members(spec, evals) == (["dpo", "ti"], [0])
+    assert table_members(spec, evals, only=["ti"]) == (["ti"], [0, 1])

@@ -36,7 +36,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", help="comma-separated methods to run (default: all)")
     parser.add_argument("--seeds", help="comma-separated seeds to run (default: all)")
     parser.add_argument("--list", action="store_true", help="print the runs and evaluations, done or not")
-    parser.add_argument("--report", action="store_true", help="rebuild the report from existing files only")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="rebuild the report from existing files only (with --methods: the budget table over those methods, "
+        "so that the seeds they all have are used)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny model, 2 methods x 2 seeds x 2 steps (CI)")
     return parser
 
@@ -137,6 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         write_text(output / "spec.json", json.dumps(asdict(spec), indent=1, ensure_ascii=False) + "\n")
         execute(spec, output, runs)
-    paths = write_report(spec, output)
+    paths = write_report(spec, output, _filters(args)[0] if args.report else None)
     print("\n".join(f"{kind:<8}  {path}" for kind, path in paths.items()))
     return 0

@@ -32,10 +32,12 @@ def collect(spec: CompareSpec, output: Path) -> dict[tuple[str, int], dict[int, 
     return found
 
 
-def table_members(spec: CompareSpec, evals: dict) -> tuple[list[str], list[int]]:
-    """The methods with a fully evaluated run, and the seeds every one of them has fully evaluated."""
+def table_members(spec: CompareSpec, evals: dict, only: list[str] | None = None) -> tuple[list[str], list[int]]:
+    """The methods (of ``only``, when given) with a fully evaluated run, and the seeds every one of them has fully
+    evaluated."""
     complete = {key for key, records in evals.items() if len(records) == len(spec.checkpoints)}
-    methods = [m.name for m in spec.methods if any((m.name, s) in complete for s in spec.seeds)]
+    chosen = [m.name for m in spec.methods if only is None or m.name in only]
+    methods = [m for m in chosen if any((m, s) in complete for s in spec.seeds)]
     seeds = [s for s in spec.seeds if methods and all((m, s) in complete for m in methods)]
     return (methods, seeds) if seeds else ([], [])
 
@@ -62,9 +64,10 @@ def _stat(estimate: frontier.Estimate, m: int, b: int) -> dict:
     }
 
 
-def table(spec: CompareSpec, evals: dict) -> tuple[list[dict], list[int]]:
-    """The rows of the reward-at-budget table (one per method and budget), and the seeds they use."""
-    methods, seeds = table_members(spec, evals)
+def table(spec: CompareSpec, evals: dict, only: list[str] | None = None) -> tuple[list[dict], list[int]]:
+    """The rows of the reward-at-budget table (one per method and budget, of ``only`` when given), and the seeds
+    they use."""
+    methods, seeds = table_members(spec, evals, only)
     if not methods:
         return [], []
     kl, gain = arrays(spec, evals, methods, seeds)
@@ -124,10 +127,11 @@ def missing_work(spec: CompareSpec, output: Path, evals: dict) -> list[str]:
     return lines
 
 
-def build_report(spec: CompareSpec, output: Path) -> dict:
-    """The report's content (JSON-ready) from the files that exist."""
+def build_report(spec: CompareSpec, output: Path, table_methods: list[str] | None = None) -> dict:
+    """The report's content (JSON-ready) from the files that exist; the budget table over ``table_methods`` only
+    when given (so that more seeds of fewer methods can be compared)."""
     evals = collect(spec, output)
-    rows, seeds = table(spec, evals)
+    rows, seeds = table(spec, evals, table_methods)
     first = next((r for records in evals.values() for r in records.values()), None)
     return {
         "model": spec.model,
@@ -139,6 +143,7 @@ def build_report(spec: CompareSpec, output: Path) -> dict:
         "baseline": spec.baseline,
         "seeds": spec.seeds,
         "seeds_in_table": seeds,
+        "methods_in_table": sorted({row["method"] for row in rows}, key=[m.name for m in spec.methods].index),
         "bootstrap": {"replicates": spec.bootstrap, "seed": spec.bootstrap_seed, "confidence": CONFIDENCE},
         "table": rows,
         "methods": method_points(spec, evals),
@@ -147,11 +152,11 @@ def build_report(spec: CompareSpec, output: Path) -> dict:
     }
 
 
-def write_report(spec: CompareSpec, output: Path) -> dict[str, Path]:
+def write_report(spec: CompareSpec, output: Path, table_methods: list[str] | None = None) -> dict[str, Path]:
     """Build the report and write ``report.json``, ``report.md`` and ``frontier.png``; returns their paths."""
     from tidpo.compare.render import markdown, plot
 
-    report = build_report(spec, output)
+    report = build_report(spec, output, table_methods)
     paths = {"json": output / "report.json", "markdown": output / "report.md", "png": output / "frontier.png"}
     write_text(paths["json"], json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     write_text(paths["markdown"], markdown(report))
