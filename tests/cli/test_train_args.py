@@ -174,7 +174,7 @@ def test_help_lists_choices_and_preset_resolved_defaults():
 )  # fmt: skip
 def test_trl_options_at_tidpos_value_are_accepted(flags):
     run = parse_train_args([*REQUIRED, *flags])
-    assert run.config.beta == 0.1 and run.config.importance == "hybrid"  # nothing else changed
+    assert run.config.beta == 0.1 and run.config.importance == "confidence"  # the default preset's: nothing changed
 
 
 def test_truncation_mode_keep_end_reaches_the_config_and_its_clash_is_one_line(capsys):

@@ -48,7 +48,7 @@ def main() -> None:
 
     tokenizer = make_tokenizer()
     config = TIDPOConfig(
-        output_dir=str(Path(args.out) / "run"), per_device_train_batch_size=2, max_steps=args.steps,
+        preset="paper", output_dir=str(Path(args.out) / "run"), per_device_train_batch_size=2, max_steps=args.steps,
         learning_rate=1e-2, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, seed=0,
         max_length=64, triplet_weight=0.0, dataloader_num_workers=0, disable_tqdm=True,
         on_nonfinite=args.on_nonfinite,

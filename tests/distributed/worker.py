@@ -116,6 +116,7 @@ def make_trainer(args, world: int, scratch: str, tokenizer, model, ref):
     from tidpo import TIDPOConfig, TIDPOTrainer
 
     config = TIDPOConfig(
+        preset="paper",  # the full method: attribution and anchors
         output_dir=scratch,
         use_cpu=True,
         seed=0,

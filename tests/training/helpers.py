@@ -36,6 +36,7 @@ def sentiment_pairs(n: int) -> Dataset:
 def config(tmp_path, **overrides) -> TIDPOConfig:
     """A CPU config for tiny-model runs: no saving, no reporting, fixed seed."""
     base = {
+        "preset": "paper",  # the full method (attribution, anchors, triplet), whatever the library's default
         "output_dir": str(tmp_path / "out"),
         "per_device_train_batch_size": 2,
         "max_steps": 1,

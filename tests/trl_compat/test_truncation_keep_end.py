@@ -66,6 +66,7 @@ def test_keep_end_equals_trl_in_the_dpo_limit(tokenizer, tmp_path):
 
 def test_keep_end_trains_ti_dpo_on_whole_rows(tokenizer, tmp_path):
     args = TIDPOConfig(
+        preset="paper",
         output_dir=str(tmp_path),
         max_steps=1,
         per_device_train_batch_size=PAIRS,

@@ -45,13 +45,14 @@ def _method_settings(config_file: Path, preset: str | None) -> dict:
     import yaml
 
     from tidpo.training.config import PRESETS
+    from tidpo.training.presets import DEFAULT_PRESET
 
     config = yaml.safe_load(config_file.read_text())
     if preset is not None:
         if preset not in PRESETS:
             raise CLIError(f"--preset {preset!r} is not one of {', '.join(PRESETS)}")
         config["preset"] = preset
-    return {**PRESETS["paper"], **PRESETS[config.get("preset", "paper")], **config}
+    return {**PRESETS["paper"], **PRESETS[config.get("preset", DEFAULT_PRESET)], **config}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +112,12 @@ def _evaluate_and_explain(out: Path, method: dict, eval_json: Path) -> None:
     """``tidpo eval`` and ``tidpo explain`` of the trained adapter on the held-out pairs, with the trained settings."""
     common = ["--model", str(out), "--dataset", "demo", "--split", "test"]
     _run("eval", [*common, "--beta", str(method["beta"]), "--output", str(eval_json)])
+    if method["importance"] != "hybrid":
+        print(
+            f"      (no token-importance page: the {method['preset']} preset's weights read no attribution; "
+            "`tidpo explain` shows the paper's)"
+        )
+        return
     weights = ["--importance_mix", str(method["importance_mix"]), "--prior_sigma_div", str(method["prior_sigma_div"])]
     weights += ["--weight_span", method["weight_span"]]
     _run("explain", [*common, "--n", "8", "--output_dir", str(out / "explain"), *weights])

@@ -1,6 +1,7 @@
 """``TIDPOConfig``: the training arguments of TI-DPO (docs/method.md §5) on top of ``transformers.TrainingArguments``.
 
-Fields left at ``None`` are filled from the preset (``paper``, the default, or ``official``, the authors' code)
+Fields left at ``None`` are filled from the preset (``confidence``, the default chosen by the study of
+docs/results.md; ``paper``, the paper's table; or ``official``, the authors' code)
 and then from ``baseline`` (DPO/TDPO1/TDPO2 in the same trainer by configuration alone). A value set explicitly
 always wins over the preset; one that contradicts the baseline is an error.
 """
@@ -16,7 +17,7 @@ from tidpo.importance.weights import ESTIMATORS, estimator_spec, needs_attributi
 from tidpo.losses.kl_modes import KL_MODE_TABLE
 from tidpo.training.config_checks import resolve_method_fields
 from tidpo.training.loss_options import LossOptions
-from tidpo.training.presets import BASELINES, CHOICES, PRESETS
+from tidpo.training.presets import BASELINES, CHOICES, DEFAULT_PRESET, PRESETS
 from tidpo.training.sequence_options import SequenceOptions
 
 __all__ = ["BASELINES", "CHOICES", "PRESETS", "TIDPOConfig"]
@@ -32,7 +33,12 @@ class TIDPOConfig(LossOptions, SequenceOptions, TrainingArguments):
     options, :class:`~tidpo.training.loss_options.LossOptions`)."""
 
     preset: str = field(
-        default="paper", metadata=_help("Defaults for unset fields: 'paper' (docs/method.md §5) or 'official'.")
+        default=DEFAULT_PRESET,
+        metadata=_help(
+            "Defaults for unset fields: 'confidence' (the default: the paper's settings with the confidence "
+            "estimator and no triplet term, chosen by the frontier study of docs/results.md), 'paper' (the paper's "
+            "table, docs/method.md §5) or 'official' (the authors' code)."
+        ),
     )
     baseline: str | None = field(
         default=None,

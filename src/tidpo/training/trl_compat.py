@@ -4,7 +4,8 @@ Every ``transformers.TrainingArguments`` field carries over unchanged. ``DPOConf
 groups (docs/trl.md has the table): carried over to the field of the same name (the loss family among them);
 accepted only at the value that means what TI-DPO does (anything else is an error naming the field, since tidpo
 would train something else); and speed-only settings tidpo has no use for (a warning when set).
-The TI-DPO fields themselves come from the preset (``paper`` unless overridden), with ``DPOConfig``'s ``beta``.
+The TI-DPO fields themselves come from the preset (the default, ``confidence``, unless overridden), with
+``DPOConfig``'s ``beta``.
 """
 
 from __future__ import annotations
