@@ -156,10 +156,13 @@ def test_help_lists_choices_and_preset_resolved_defaults():
     assert list(ESTIMATORS)[:7] == ["hybrid", "gradient", "prior", "uniform", "random", "columns", "columns_raw"]
     assert "--baseline dpo/tdpo1/tdpo2 uniform" in importance
     # the values each preset resolves to, written out by hand from docs/method.md §5
-    assert "(default, by --preset: paper 0.7; official 0.2)" in _help_of("--importance_mix")
-    assert "(default, by --preset: paper 4.0; official 8.0)" in _help_of("--prior_sigma_div")
-    assert "paper 0.1; official 0.001; --baseline dpo/tdpo1/tdpo2 0.0" in _help_of("--triplet_weight")
-    assert "paper response; official sequence" in _help_of("--weight_span")
+    by_preset = "(default, by --preset: confidence (the default) 0.7; paper 0.7; official 0.2)"
+    assert by_preset in _help_of("--importance_mix")
+    assert "confidence (the default) 4.0; paper 4.0; official 8.0)" in _help_of("--prior_sigma_div")
+    triplet = "confidence (the default) 0.0; paper 0.1; official 0.001; --baseline dpo/tdpo1/tdpo2 0.0"
+    assert triplet in _help_of("--triplet_weight")
+    assert "confidence (the default) response; paper response; official sequence" in _help_of("--weight_span")
+    assert "confidence (the default) confidence; paper hybrid; official hybrid" in _help_of("--importance")
     assert _help_of("--kl_mode").startswith("--kl_mode {tdpo2,tdpo1,none}")
     for flag in ("--beta", "--importance_mix", "--triplet_margin"):
         assert "(default: None)" not in _help_of(flag), flag

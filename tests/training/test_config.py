@@ -9,11 +9,22 @@ def _config(**kwargs):
     return TIDPOConfig(output_dir="unused", use_cpu=True, **kwargs)
 
 
-def test_paper_preset_is_the_default():
-    c = _config()
-    got = (c.beta, c.kl_mode, c.kl_weight, c.triplet_weight, c.triplet_margin, c.importance_mix, c.prior_sigma_div)
-    assert got == (0.1, "tdpo2", 0.5, 0.1, 0.1, 0.7, 4.0)
+def _method(c):
+    return (c.beta, c.kl_mode, c.kl_weight, c.triplet_weight, c.triplet_margin, c.importance_mix, c.prior_sigma_div)
+
+
+def test_paper_preset_holds_the_papers_values():
+    c = _config(preset="paper")
+    assert _method(c) == (0.1, "tdpo2", 0.5, 0.1, 0.1, 0.7, 4.0)
     assert (c.importance, c.weight_span, c.weight_norm, c.attribution) == ("hybrid", "response", "mean", "fused")
+
+
+def test_default_is_the_confidence_preset_the_frontier_study_chose():
+    # docs/results.md: the paper's settings with the confidence estimator and no triplet term
+    c = _config()
+    assert c.preset == "confidence"
+    assert _method(c) == (0.1, "tdpo2", 0.5, 0.0, 0.1, 0.7, 4.0)
+    assert (c.importance, c.weight_span, c.weight_norm, c.attribution) == ("confidence", "response", "mean", "fused")
 
 
 def test_official_preset_and_explicit_override():

@@ -41,7 +41,7 @@ def test_fields_carry_over(tmp_path):
     assert ours.lr_scheduler_type.value == "cosine"
     assert ours.bf16 and ours.gradient_checkpointing  # TRL's own defaults, as the user's DPOConfig holds them
     assert ours.remove_unused_columns is False and ours.ddp_find_unused_parameters is False  # tidpo's own
-    assert (ours.preset, ours.importance, ours.triplet_weight) == ("paper", "hybrid", 0.1)  # TI-DPO's fields
+    assert (ours.preset, ours.importance, ours.triplet_weight) == ("confidence", "confidence", 0.0)  # the default's
 
 
 def test_overrides_pick_the_method(tmp_path):
@@ -88,7 +88,7 @@ def test_trainer_takes_a_dpo_config_and_matches_trl(tokenizer, tmp_path):
     trl_loss = theirs.compute_loss(theirs.model, theirs.data_collator(examples))
     torch.testing.assert_close(our_loss, trl_loss, atol=1e-5, rtol=0)
     direct = TIDPOTrainer(model=make_model(tokenizer, seed=1), args=args, **common)  # converted inside
-    assert isinstance(direct.args, TIDPOConfig) and direct.args.beta == 0.1 and direct.args.importance == "hybrid"
+    assert isinstance(direct.args, TIDPOConfig) and direct.args.beta == 0.1 and direct.args.importance == "confidence"
 
 
 def test_every_dpo_config_field_is_classified_and_documented():

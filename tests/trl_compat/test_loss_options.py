@@ -29,7 +29,7 @@ def test_dpo_config_loss_fields_carry_over(tmp_path):
     }
     dpo = trl.DPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False, **options)
     with pytest.warns(UserWarning, match="kl_mode='none'"):  # js_divergence: the preset's TDPO term gives way
-        ours = from_dpo_config(dpo)
+        ours = from_dpo_config(dpo, preset="paper")
     assert {name: getattr(ours, name) for name in options} == options
     assert ours.kl_mode == "none" and ours.triplet_weight == 0.1  # the triplet composes with every loss
 

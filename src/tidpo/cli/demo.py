@@ -36,7 +36,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=4, help="continuations sampled per held-out opening (4)")
     parser.add_argument("--seed", type=int, default=1234, help="sampling seed, the same for both models")
     parser.add_argument("--max_steps", type=int, default=None, help="override demo.yaml's max_steps")
-    parser.add_argument("--preset", help="override demo.yaml's preset (e.g. dpo, to compare with plain DPO)")
+    parser.add_argument("--preset", help="override demo.yaml's preset (paper or official: the paper's or the authors')")
     return parser
 
 
@@ -164,5 +164,7 @@ def _print_summary(summary: dict, gen: dict, out: Path) -> None:
     accuracy = summary["heldout_preference_accuracy"]
     print(f"  held-out preference accuracy {accuracy:.3f}   target >= {TARGET_ACCURACY:.2f}: {met_accuracy}")
     print(f"\n  adapter:        {out}\n  curves:         {out / 'training_curves.png'}")
-    print(f"  explain page:   {out / 'explain' / 'explain.html'}\n  summary:        {out / 'demo_summary.json'}")
+    if (out / "explain" / "explain.html").is_file():
+        print(f"  explain page:   {out / 'explain' / 'explain.html'}")
+    print(f"  summary:        {out / 'demo_summary.json'}")
     print(f"  time: {summary['seconds'] / 60:.1f} min")

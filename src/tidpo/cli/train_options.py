@@ -17,6 +17,7 @@ from tidpo.cli.options import DATASET, MODEL, ON_BAD_ROW, SPLIT, ErrorsAsCLIErro
 from tidpo.hub import DTYPES
 from tidpo.losses.kl_modes import KL_MODE_TABLE
 from tidpo.training.config import BASELINES, CHOICES, PRESETS, TIDPOConfig
+from tidpo.training.presets import DEFAULT_PRESET
 
 DESCRIPTION = """\
 ``tidpo train``: train a causal LM with TI-DPO (or a DPO/TDPO baseline) from the command line.
@@ -261,7 +262,8 @@ def _describe_method_options(group: argparse._ArgumentGroup) -> None:
         if choices:
             action.metavar = "{" + ",".join(choices) + "}"
         if name in PRESETS["paper"]:
-            parts = [f"{preset} {_show(values[name])}" for preset, values in PRESETS.items()]
+            order = [DEFAULT_PRESET, *(p for p in PRESETS if p != DEFAULT_PRESET)]
+            parts = [f"{p}{' (the default)' * (p == DEFAULT_PRESET)} {_show(PRESETS[p][name])}" for p in order]
             by_value: dict[str, list[str]] = {}
             for baseline, values in BASELINES.items():
                 if name in values:

@@ -75,6 +75,7 @@ def check_results(spec: CompareSpec, runs: list[Run]) -> None:
                 raise SpecError(f"{eval_path(run, step)} was sampled with other settings: {why}; {fix}")
             if run.finished and record is None and problem(run.checkpoint(step)) is not None:
                 raise SpecError(
-                    f"run {run.name} has no checkpoint at step {step} to evaluate (the step was added to the "
-                    f"study file after the run trained); move {run.folder} away to train it again"
+                    f"run {run.name} has no checkpoint at step {step} to evaluate (its folder was deleted, or the "
+                    f"step was added to the study file after the run trained); move {run.folder} away to train it "
+                    "again"
                 )
