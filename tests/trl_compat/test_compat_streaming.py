@@ -84,3 +84,18 @@ def test_streaming_with_precomputed_reference_is_refused(tokenizer, tmp_path):
 def test_streaming_with_weight_columns_is_refused(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="streaming data"):
         _trainer(tokenizer, tmp_path, sentiment_pairs(2).to_iterable_dataset(), importance="columns")
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_streaming_images_are_refused_naming_the_column(tokenizer, tmp_path, declared):
+    """A stream with an image column (TRL's vision rows) is refused, whether its features are declared or only met at
+    the first row (a generator-built stream)."""
+    rows = [{**row, "images": "cat.png"} for row in sentiment_pairs(2).to_list()]
+    if declared:
+        stream = Dataset.from_list(rows).to_iterable_dataset()
+    else:
+        from datasets import IterableDataset
+
+        stream = IterableDataset.from_generator(lambda: iter(rows))
+    with pytest.raises(PreferenceDataError, match=r"train dataset \(streaming\).*column 'images': tidpo trains text"):
+        _trainer(tokenizer, tmp_path, stream, max_steps=1).train()

@@ -154,3 +154,13 @@ def test_quantization_config_given_twice_is_refused(saved, tmp_path):
             train_dataset=sentiment_pairs(2),
             quantization_config=quant,
         )
+
+
+def test_a_vision_processor_as_processing_class_is_one_line(tokenizer, tmp_path):
+    """TRL takes a processor for vision-language models; tidpo is text-only and says so at construction."""
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    processor = LlavaProcessor(image_processor=CLIPImageProcessorPil(), tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"processing_class is a processor \(LlavaProcessor\).*processor\.tokenizer"):
+        TIDPOTrainer(model=make_model(tokenizer), args=config(tmp_path), train_dataset=sentiment_pairs(2),
+                     processing_class=processor)  # fmt: skip

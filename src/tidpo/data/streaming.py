@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from tidpo.data.contract import RowContract
+from tidpo.data.errors import refuse_image_columns
 from tidpo.data.pair_tokenization import check_eos, tokenize_pair
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class _RowTokenizer:
         self.warned_boundary = False
 
     def __call__(self, row: dict[str, Any], index: int) -> dict[str, Any]:
+        if index == 0:  # the columns of a stream whose features were not declared are known at its first row
+            refuse_image_columns(row, f"{self.name} dataset (streaming), row 1")
         if all(column in row for column in _IDS):
             return {}
         self.contract.check(f"row {index + 1}", {k: row[k] for k in _FIELDS if row.get(k) is not None})
@@ -77,6 +80,7 @@ def tokenize_streaming(
     """``dataset`` with ``prompt_ids``, ``chosen_ids`` and ``rejected_ids`` added as rows are read, the pairs
     whose prompt fills ``max_length`` left out (see the module docstring)."""
     check_eos(tokenizer)
+    refuse_image_columns(dataset.column_names, f"{name} dataset (streaming)")
     if max_length is not None and max_length < 1:
         raise ValueError(f"max_length must be a positive number of tokens or None, got {max_length}")
     tokenized = dataset.map(_RowTokenizer(tokenizer, name), with_indices=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
-from tidpo.data.errors import PreferenceDataError
+from tidpo.data.errors import PreferenceDataError, refuse_image_columns
 from tidpo.data.pair_tokenization import (
     TokenizedPair,
     check_eos,
@@ -226,19 +226,13 @@ def _warn_boundary_mismatches(
 
 _USED_COLUMNS = ("prompt", "chosen", "rejected", "chosen_weights", "rejected_weights")
 _TEMPLATE_COLUMNS = ("tools", "chat_template_kwargs")  # read by the chat template: used by conversational rows
-_IMAGE_COLUMNS = ("images", "image")
 
 
 def _check_columns(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
     """Conversational rows need a chat template (and pass ``tools`` and ``chat_template_kwargs`` to it); image
     columns are refused; other unused columns are named in a warning (they are kept in the dataset, and nothing
     reads them)."""
-    images = [column for column in _IMAGE_COLUMNS if column in dataset.column_names]
-    if images:
-        raise PreferenceDataError(
-            f"{name} dataset: column {images[0]!r}: tidpo trains text-only causal LMs and would drop the images; "
-            "remove the column to train on the text alone"
-        )
+    refuse_image_columns(dataset.column_names, f"{name} dataset")
     chat = len(dataset) > 0 and isinstance(dataset[0]["chosen"], list)
     used = _USED_COLUMNS + (_TEMPLATE_COLUMNS if chat else ())
     unused = [column for column in dataset.column_names if column not in used]

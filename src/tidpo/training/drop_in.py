@@ -56,7 +56,14 @@ def init_kwargs(from_pretrained_kwargs: dict, model, quantization_config) -> dic
 
 def tokenizer_source(model, processing_class, trust_remote_code: bool):
     """``processing_class``, or the tokenizer of the model's ``name_or_path`` (as TRL loads it) for a model object;
-    None for a model given by name (loaded with it)."""
+    None for a model given by name (loaded with it). A multimodal processor is refused in one line."""
+    from transformers import ProcessorMixin
+
+    if isinstance(processing_class, ProcessorMixin):
+        raise ValueError(
+            f"processing_class is a processor ({type(processing_class).__name__}) for a vision-language model: "
+            "tidpo trains text-only causal LMs; pass the tokenizer itself (processor.tokenizer) for text alone"
+        )
     if processing_class is not None or isinstance(model, str):
         return processing_class
     from tidpo.models import load_pretrained_tokenizer
