@@ -164,3 +164,50 @@ def test_a_vision_processor_as_processing_class_is_one_line(tokenizer, tmp_path)
     with pytest.raises(ValueError, match=r"processing_class is a processor \(LlavaProcessor\).*processor\.tokenizer"):
         TIDPOTrainer(model=make_model(tokenizer), args=config(tmp_path), train_dataset=sentiment_pairs(2),
                      processing_class=processor)  # fmt: skip
+
+
+_REMOTE_CONFIG = """from transformers import LlamaConfig
+
+
+class RemoteTinyConfig(LlamaConfig):
+    model_type = "remote_tiny"
+"""
+_REMOTE_MODEL = """from transformers import LlamaForCausalLM
+
+from .configuration_remote_tiny import RemoteTinyConfig
+
+
+class RemoteTinyForCausalLM(LlamaForCausalLM):
+    config_class = RemoteTinyConfig
+"""
+
+
+@pytest.fixture
+def remote_code_model(tokenizer, tmp_path):
+    """A tiny model whose classes live in its own folder (``auto_map``), as models with custom code on the Hub do."""
+    import json
+
+    folder = tmp_path / "remote-tiny"
+    make_model(tokenizer, seed=1).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "configuration_remote_tiny.py").write_text(_REMOTE_CONFIG)
+    (folder / "modeling_remote_tiny.py").write_text(_REMOTE_MODEL)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "remote_tiny"
+    config["auto_map"] = {"AutoConfig": "configuration_remote_tiny.RemoteTinyConfig",
+                          "AutoModelForCausalLM": "modeling_remote_tiny.RemoteTinyForCausalLM"}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder)
+
+
+def test_trust_remote_code_loads_the_models_own_classes(remote_code_model, tmp_path):
+    args = config(tmp_path, trust_remote_code=True, max_steps=1)
+    trainer = TIDPOTrainer(model=remote_code_model, args=args, train_dataset=sentiment_pairs(2))
+    assert type(trainer.model).__name__ == "RemoteTinyForCausalLM"
+    assert type(trainer.ref_model).__name__ == "RemoteTinyForCausalLM"
+    assert np.isfinite(trainer.train().training_loss)
+
+
+def test_remote_code_without_trust_remote_code_is_refused(remote_code_model, tmp_path):
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        TIDPOTrainer(model=remote_code_model, args=config(tmp_path), train_dataset=sentiment_pairs(2))
