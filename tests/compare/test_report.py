@@ -83,3 +83,21 @@ def test_the_table_can_be_limited_to_some_methods():
     evals = {("dpo", 0): full, ("ti", 0): full, ("ti", 1): full, ("dpo", 1): {spec.checkpoints[0]: {}}}
     assert table_members(spec, evals) == (["dpo", "ti"], [0])
     assert table_members(spec, evals, only=["ti"]) == (["ti"], [0, 1])
+
+
+def test_plot_zoom_covers_the_budgets_and_the_gains_inside():
+    from tidpo.compare.render import budget_region
+
+    def run(*points):
+        return {"points": [{"kl": kl, "gain": gain} for kl, gain in points]}
+
+    report = {"budgets": [2, 4], "methods": [
+        {"runs": [run((0.1, -0.02), (3.0, 0.30)), run((9.0, 0.90))]},  # 9 nats: outside 2 x 4, left out
+        {"runs": [run((7.5, 0.50))]},
+    ]}  # fmt: skip
+    (kl_low, kl_high), (low, high) = budget_region(report)
+    assert (kl_low, kl_high) == (0.0, 8.0)
+    # gains inside: -0.02, 0.30, 0.50; span 0.52, padded by 0.026 on each side
+    assert low == pytest.approx(-0.046) and high == pytest.approx(0.526)
+    far = {"budgets": [1], "methods": [{"runs": [run((5.0, 0.4))]}]}
+    assert budget_region(far) == ((0.0, 2.0), None)

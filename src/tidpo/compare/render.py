@@ -79,13 +79,42 @@ def markdown(report: dict) -> str:
 
 def plot(report: dict, path: Path) -> None:
     """Every checkpoint of every run (one colour per method, each run's path as a thin line), each method's upper
-    envelope as a step line, and the budgets as dotted verticals."""
+    envelope as a step line, and the budgets as dotted verticals: the whole range on the left, and on the right the
+    budgets' region (KL up to twice the largest budget), which a method that spends far more KL would squeeze."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, (whole, near) = plt.subplots(1, 2, figsize=(14, 5.5))
+    for ax in (whole, near):
+        _draw(ax, report, plt)
+    whole.set_title("every checkpoint; lines: each method's upper envelope")
+    whole.legend(fontsize=8, loc="best")
+    (low_kl, limit), gains = budget_region(report)
+    near.set_xlim(low_kl, limit)
+    if gains is not None:
+        near.set_ylim(*gains)
+    near.set_title(f"the budgets' region: KL up to {limit:g} nats")
+    fig.suptitle("Reward against KL")
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
+
+
+def budget_region(report: dict) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """The right panel's limits: KL from 0 to twice the largest budget, and the gains of the checkpoints inside
+    that range (0 included) padded by 5 % of their span; None when no checkpoint lies inside."""
+    limit = 2 * max(report["budgets"])
+    gains = [p["gain"] for m in report["methods"] for r in m["runs"] for p in r["points"] if p["kl"] <= limit]
+    if not gains:
+        return (0.0, limit), None
+    low, high = min(0.0, *gains), max(0.0, *gains)
+    pad = 0.05 * ((high - low) or 1.0)
+    return (0.0, limit), (low - pad, high + pad)
+
+
+def _draw(ax, report: dict, plt) -> None:
     colours = plt.get_cmap("tab10" if len(report["methods"]) <= 10 else "tab20")
     for i, method in enumerate(report["methods"]):
         colour = colours(i % colours.N)
@@ -100,8 +129,3 @@ def plot(report: dict, path: Path) -> None:
     ax.axhline(0, color="black", linewidth=0.5)
     ax.set_xlabel("KL(policy ‖ reference) per completion (nats)")
     ax.set_ylabel("reward gain over the reference")
-    ax.set_title("Reward against KL: every checkpoint; lines: each method's upper envelope")
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120)
-    plt.close(fig)
