@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from tidpo.cli.main import main as tidpo
@@ -59,6 +60,15 @@ def test_eval_of_adapter_uses_its_base_as_reference(trained_tiny, capsys):
     assert "adapter's base model" in results["ref"]
     printed = capsys.readouterr().out
     assert "preference accuracy" in printed and "eval_results.json" in printed
+    # the numbers are the adapter against its base: the same as with the base given as --ref, and not all 0 (as
+    # they were when the reference was a copy of the trained adapter)
+    explicit = out / "explicit.json"
+    argv = ["eval", "--model", str(out), "--ref", str(trained_tiny.assets.base), "--output", str(explicit)]
+    assert tidpo([*argv, "--dataset", str(trained_tiny.assets.eval_file)]) == 0
+    against_base = json.loads(explicit.read_text())
+    assert abs(results["rewards/chosen"]) > 1e-6 and abs(results["kl/chosen"]) > 1e-9
+    for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "kl/chosen"):
+        assert results[key] == pytest.approx(against_base[key], abs=1e-6), key
 
 
 def test_eval_of_full_model_with_ref(trained_tiny, tmp_path):

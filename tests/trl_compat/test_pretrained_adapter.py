@@ -91,3 +91,20 @@ def test_the_cache_key_sees_the_reference_adapter(tokenizer):
     add_reference_adapter(first)
     add_reference_adapter(second)
     assert weights_digest(first) != weights_digest(second)  # their frozen copies are
+
+
+def test_an_adapter_only_evaluated_is_measured_against_its_base_model(tokenizer, tmp_path):
+    """Evaluating a trained adapter (``tidpo eval --model <adapter>``, ``evaluation_only=True``) measures it against
+    the base model it was trained from: the same numbers as with the base given as ref_model. A copy of the adapter
+    as the reference would make every reward 0 and the accuracy 0."""
+    data = varied_pairs(PAIRS)
+    args = config(tmp_path, baseline="dpo")
+    implicit = TIDPOTrainer(model=_adapted(tokenizer), args=args, eval_dataset=data, processing_class=tokenizer,
+                            evaluation_only=True)  # fmt: skip
+    assert REF_ADAPTER not in implicit.model.peft_config
+    explicit = TIDPOTrainer(model=_adapted(tokenizer), ref_model=make_model(tokenizer, seed=1), args=args,
+                            eval_dataset=data, processing_class=tokenizer, evaluation_only=True)  # fmt: skip
+    ours, base = implicit.evaluate(), explicit.evaluate()
+    assert abs(ours["eval_rewards/margins"]) > 1e-4 and abs(ours["eval_rewards/chosen"]) > 1e-4
+    for key in ("eval_loss", "eval_rewards/chosen", "eval_rewards/rejected", "eval_rewards/margins"):
+        assert ours[key] == pytest.approx(base[key], abs=1e-6), key

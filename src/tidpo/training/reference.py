@@ -154,12 +154,17 @@ class CachedReference(LiveReference):
         return stats
 
 
-def policy_and_reference(model: nn.Module, ref_model: nn.Module | None, peft_config, seed: int, no_dropout: bool):
+def policy_and_reference(
+    model: nn.Module, ref_model: nn.Module | None, peft_config, seed: int, no_dropout: bool, training: bool = True
+):
     """The policy (wrapped with ``peft_config`` if given, adapters initialised from ``seed`` as Trainer's
     ``model_init`` would) and the frozen reference: ``ref_model``, else a frozen copy of the policy, else None for a
-    PEFT policy (its adapters disabled give π_ref; a copy of the adapter it arrived with, when it arrived wrapped).
-    Dropout is turned off in both with ``no_dropout``."""
-    if peft_config is None and ref_model is None and is_peft_model(model) and REF_ADAPTER not in model.peft_config:
+    PEFT policy (its adapters disabled give π_ref). A policy that arrives wrapped with a trained adapter is trained
+    against a frozen copy of that adapter (TRL's rule: training starts at log-ratio 0); one only evaluated
+    (``training=False``) is measured against its base model, the start its adapter was trained from. Dropout is
+    turned off in both with ``no_dropout``."""
+    arrived_wrapped = peft_config is None and ref_model is None and is_peft_model(model)
+    if training and arrived_wrapped and REF_ADAPTER not in model.peft_config:
         add_reference_adapter(model)
     if peft_config is not None:
         from peft import get_peft_model

@@ -50,7 +50,9 @@ class TIDPOTrainer(StagedSaves, Trainer):
         model: a causal LM, or a folder, a built-in name or a Hub id, loaded with ``AutoModelForCausalLM.
             from_pretrained`` and ``args.model_init_kwargs`` (with ``args.trust_remote_code``).
         ref_model: the frozen reference (a model, or a name loaded like ``model``). Default: with ``peft_config``
-            (or a PEFT ``model``) the policy with its adapters disabled, otherwise a frozen copy of ``model``.
+            the policy with its adapters disabled; for a PEFT ``model`` that arrives with a trained adapter, a frozen
+            copy of that adapter when training (as TRL) and its base model with ``evaluation_only``; otherwise a
+            frozen copy of ``model``.
         args: :class:`TIDPOConfig`, or TRL's ``DPOConfig`` (converted: :func:`tidpo.training.trl_compat.
             from_dpo_config`; a field tidpo cannot honour is an error naming it).
         train_dataset, eval_dataset: preference data in any form ``tidpo.load_preference_data`` reads (a
@@ -90,7 +92,9 @@ class TIDPOTrainer(StagedSaves, Trainer):
         model, ref_model, tokenizer = _load_models(model, ref_model, processing_class, args, quantization_config)
         drop_in.check_datasets(train_dataset, eval_dataset, evaluation_only)
         drop_in.for_streaming(args, train_dataset)
-        model, ref_model = policy_and_reference(model, ref_model, peft_config, args.seed, args.disable_dropout)
+        model, ref_model = policy_and_reference(
+            model, ref_model, peft_config, args.seed, args.disable_dropout, training=not evaluation_only
+        )
         self.importance_fn = importance_fn
         super().__init__(
             model=model,
