@@ -70,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         return status
     print("[2/3] held-out preference accuracy and token-importance page")
     eval_json, gen_json = out / "eval_results.json", out / "generation_results.json"
-    _evaluate_and_explain(out, method, eval_json)
+    explain_page = _evaluate_and_explain(out, method, eval_json)
     print("[3/3] held-out openings: the trained model against the untrained one, same seed")
     _run("eval", _generation_argv(args, gen_json))
     gen = json.loads(gen_json.read_text())["generation"]
     accuracy = json.loads(eval_json.read_text())["rewards/accuracies"]
     summary = _summary(method["preset"], gen, accuracy, time.perf_counter() - start)
     write_text(out / "demo_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    _print_summary(summary, gen, out)
+    _print_summary(summary, gen, out, explain_page)
     return 0
 
 
@@ -108,8 +108,9 @@ def _generation_argv(args: argparse.Namespace, output: Path) -> list[str]:
     return [*argv, "--seed", str(args.seed), "--output", str(output)]
 
 
-def _evaluate_and_explain(out: Path, method: dict, eval_json: Path) -> None:
-    """``tidpo eval`` and ``tidpo explain`` of the trained adapter on the held-out pairs, with the trained settings."""
+def _evaluate_and_explain(out: Path, method: dict, eval_json: Path) -> Path | None:
+    """``tidpo eval`` and ``tidpo explain`` of the trained adapter on the held-out pairs, with the trained settings;
+    the explain page's path, or None when the preset's weights read no attribution (no page is made)."""
     common = ["--model", str(out), "--dataset", "demo", "--split", "test"]
     _run("eval", [*common, "--beta", str(method["beta"]), "--output", str(eval_json)])
     if method["importance"] != "hybrid":
@@ -117,10 +118,11 @@ def _evaluate_and_explain(out: Path, method: dict, eval_json: Path) -> None:
             f"      (no token-importance page: the {method['preset']} preset's weights read no attribution; "
             "`tidpo explain` shows the paper's)"
         )
-        return
+        return None
     weights = ["--importance_mix", str(method["importance_mix"]), "--prior_sigma_div", str(method["prior_sigma_div"])]
     weights += ["--weight_span", method["weight_span"]]
     _run("explain", [*common, "--n", "8", "--output_dir", str(out / "explain"), *weights])
+    return out / "explain" / "explain.html"
 
 
 def _summary(preset: str, gen: dict, accuracy: float, seconds: float) -> dict:
@@ -148,7 +150,7 @@ def _ci(stat: dict) -> str:
     return f"{stat['mean']:+.3f}  (95 % CI {stat['low']:+.3f} to {stat['high']:+.3f})"
 
 
-def _print_summary(summary: dict, gen: dict, out: Path) -> None:
+def _print_summary(summary: dict, gen: dict, out: Path, explain_page: Path | None) -> None:
     """The before/after rewards with their intervals, the targets met or not, and where the outputs are."""
     met_gain = "met" if summary["met_gain"] else "NOT met"
     met_accuracy = "met" if summary["met_accuracy"] else "NOT met"
@@ -164,7 +166,7 @@ def _print_summary(summary: dict, gen: dict, out: Path) -> None:
     accuracy = summary["heldout_preference_accuracy"]
     print(f"  held-out preference accuracy {accuracy:.3f}   target >= {TARGET_ACCURACY:.2f}: {met_accuracy}")
     print(f"\n  adapter:        {out}\n  curves:         {out / 'training_curves.png'}")
-    if (out / "explain" / "explain.html").is_file():
-        print(f"  explain page:   {out / 'explain' / 'explain.html'}")
+    if explain_page is not None:  # this run's page, never one an earlier demo left in the folder
+        print(f"  explain page:   {explain_page}")
     print(f"  summary:        {out / 'demo_summary.json'}")
     print(f"  time: {summary['seconds'] / 60:.1f} min")
