@@ -6,16 +6,18 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from tests.device import current_device
 from tidpo.lm_head import HeadWorkspace, gather_predicting, head_token_stats, to_token_frame
 from tidpo.ops import per_token_kl, per_token_logps
 
 
 def _case(n=7, d=5, v=11, seed=0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    hidden = torch.randn(n, d, generator=g, dtype=dtype, requires_grad=True)
-    weight = torch.randn(v, d, generator=g, dtype=dtype, requires_grad=True)
-    ref_hidden = torch.randn(n, d, generator=g, dtype=dtype)
-    targets = torch.randint(0, v, (n,), generator=g)
+    """Seeded on the CPU (same numbers on every device), then moved to the tests' device."""
+    g, device = torch.Generator().manual_seed(seed), current_device()
+    hidden = torch.randn(n, d, generator=g, dtype=dtype).to(device).requires_grad_()
+    weight = torch.randn(v, d, generator=g, dtype=dtype).to(device).requires_grad_()
+    ref_hidden = torch.randn(n, d, generator=g, dtype=dtype).to(device)
+    targets = torch.randint(0, v, (n,), generator=g).to(device)
     return hidden, weight, ref_hidden, targets
 
 

@@ -4,6 +4,7 @@ is read back on a second run and keyed by the data and the reference's weights; 
 
 from __future__ import annotations
 
+import datasets
 import pytest
 import torch
 
@@ -125,3 +126,16 @@ def test_cached_values_that_do_not_fit_the_rows_name_the_pair(tokenizer):
     rows[1]["ref_rejected_token_logps"] = rows[1]["ref_rejected_token_logps"][:-1]
     with pytest.raises(ValueError, match="pair 1 of the batch has .* cached ref_rejected_token_logps"):
         PreferenceCollator(tokenizer.pad_token_id)(rows)
+
+
+def test_the_data_key_is_the_same_whatever_the_default_device():
+    """A user's ``torch.set_default_device`` must not move the key's bytes off the host (a GPU run showed it
+    did): 'meta' stands in for a GPU, since a meta tensor has no host bytes either."""
+    from tidpo.training.ref_cache import TOKEN_COLUMNS, data_digest
+
+    rows = {column: [[5, 7, 9], [2, 3]] for column in TOKEN_COLUMNS}
+    dataset = datasets.Dataset.from_dict(rows)
+    plain = data_digest(dataset, 64)
+    with torch.device("meta"):
+        assert data_digest(dataset, 64) == plain
+    assert data_digest(dataset, 65) != plain

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -61,7 +62,7 @@ def data_digest(dataset, max_length: int | str | None) -> str:
         digest.update(column.encode())
         for ids in dataset[column]:
             digest.update(len(ids).to_bytes(4, "little"))
-            digest.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
+            digest.update(np.asarray(ids, dtype=np.int64).tobytes())  # host bytes, whatever the default device
     return digest.hexdigest()
 
 
