@@ -21,6 +21,15 @@ def stat_dtype(hidden: Tensor) -> torch.dtype:
     return torch.promote_types(hidden.dtype, torch.float32)
 
 
+def matmul_dtype(weight: Tensor) -> torch.dtype:
+    """The dtype the model's own head would multiply in: autocast's while autocast is on for the weight's device
+    (a bf16 product even with fp32 weights), else the weight's. The statistics stay in :func:`stat_dtype`."""
+    kind = weight.device.type
+    if weight.dtype != torch.float64 and torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return weight.dtype
+
+
 def _buffers(workspace: HeadWorkspace | None, rows: int, cols: int, dtype, device) -> tuple[Tensor, Tensor]:
     if workspace is None:
         return tuple(torch.empty(rows, cols, dtype=dtype, device=device) for _ in range(2))
@@ -141,6 +150,27 @@ def _reference_chunk(out: _ForwardRows, rows: slice, ref_hidden, ref_weight, tar
         out.kl[rows] = _kl_rows(ref_exp, ref_total, out.ref_lse[rows], diff, out.lse[rows])
 
 
+def _subtract_reference(g_logits: Tensor, g_kl: Tensor, ref_hidden, ref_weight, ref_lse, ref_buf) -> None:
+    """``g_logits −= g_kl · q`` (the reference's probabilities), for the rows whose KL has a gradient only
+    (TDPO2: the chosen rows' KL has none)."""
+    kl_rows = _active_rows(g_kl)
+    if kl_rows is None:
+        return
+    ref_hidden, ref_lse = ref_hidden[kl_rows], ref_lse[kl_rows]
+    q_buf = ref_buf[: ref_hidden.shape[0]]
+    q = _exp_shifted(_logits_into(ref_hidden, ref_weight, q_buf), ref_lse, q_buf)
+    g_logits[kl_rows].sub_(q.mul_(g_kl[kl_rows].unsqueeze(-1)))
+
+
+def _add_product(total: Tensor | None, a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
+    """``total + a @ b`` in ``dtype``: in place (one ``addmm_``) when the product is already in it, else the
+    lower-precision product (a GPU's fast path) widened and added."""
+    if a.dtype == dtype:
+        return a @ b if total is None else total.addmm_(a, b)
+    part = (a @ b).to(dtype)
+    return part if total is None else total.add_(part)
+
+
 class ChunkedHeadFunction(torch.autograd.Function):
     """Log-probs, reference log-probs, the KL and the summary of ``N`` rows (see :func:`tidpo.lm_head.head_token_stats`
     for the arguments); gradients flow to the policy's hidden states and head weight only."""
@@ -149,14 +179,18 @@ class ChunkedHeadFunction(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, ref_hidden, ref_weight, with_kl, chunk, workspace, with_summary):
         with_ref = ref_hidden is not None
         n, dtype, device = hidden.shape[0], stat_dtype(hidden), hidden.device
+        ctx.mm_dtype = mm = matmul_dtype(weight)
+        weight_mm, ref_weight_mm = weight.to(mm), ref_weight.to(mm) if with_ref else None
         out = _ForwardRows.empty(n, with_ref, with_kl, with_summary, dtype, device)
         buf_a, buf_b = _buffers(workspace, min(chunk, n), weight.shape[0], dtype, device)
         for start in range(0, n, chunk):
             rows = slice(start, start + chunk)
             k = hidden[rows].shape[0]
-            logits = _policy_chunk(out, rows, hidden[rows], weight, targets[rows], buf_a[:k], buf_b[:k], with_summary)
+            logits = _policy_chunk(
+                out, rows, hidden[rows], weight_mm, targets[rows], buf_a[:k], buf_b[:k], with_summary
+            )
             if with_ref:
-                _reference_chunk(out, rows, ref_hidden[rows], ref_weight, targets[rows], logits, buf_b[:k], with_kl)
+                _reference_chunk(out, rows, ref_hidden[rows], ref_weight_mm, targets[rows], logits, buf_b[:k], with_kl)
         ctx.chunk, ctx.workspace = chunk, workspace
         ctx.set_materialize_grads(False)  # an unused output (e.g. the KL in DPO mode) then costs no backward work
         saved_ref = (ref_hidden, ref_weight, out.ref_lse) if with_kl else ()
@@ -174,6 +208,8 @@ class ChunkedHeadFunction(torch.autograd.Function):
             return nothing
         n, dtype, device = hidden.shape[0], stat_dtype(hidden), hidden.device
         buf, ref_buf = _buffers(ctx.workspace, min(ctx.chunk, n), weight.shape[0], dtype, device)
+        mm = ctx.mm_dtype  # the forward's product dtype (the backward runs outside autocast)
+        weight_mm, ref_weight_mm = weight.to(mm), ref[1].to(mm) if ref else None
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         grad_weight = None
         for start in range(0, n, ctx.chunk):
@@ -182,20 +218,16 @@ class ChunkedHeadFunction(torch.autograd.Function):
             g_logp = grad_logps[rows].to(dtype) if grad_logps is not None else lse.new_zeros(k)
             g_kl = grad_kl[rows].to(dtype) if use_kl else torch.zeros_like(g_logp)
             # ∂/∂z = g_logp (onehot(y) − p) + g_kl (p − q), built in place in the buffer that holds p
-            g_logits = _exp_shifted(_logits_into(hidden[rows], weight, buf[:k]), lse[rows], buf[:k])
+            g_logits = _exp_shifted(_logits_into(hidden[rows], weight_mm, buf[:k]), lse[rows], buf[:k])
             g_logits.mul_((g_kl - g_logp).unsqueeze(-1))
             g_logits.scatter_add_(-1, targets[rows].unsqueeze(-1), g_logp.unsqueeze(-1))
-            kl_rows = _active_rows(g_kl) if use_kl else None  # TDPO2: the chosen rows' KL has no gradient
-            if kl_rows is not None:
-                ref_hidden, ref_weight, ref_lse = ref[0][rows][kl_rows], ref[1], ref[2][rows][kl_rows]
-                q_buf = ref_buf[: ref_hidden.shape[0]]
-                q = _exp_shifted(_logits_into(ref_hidden, ref_weight, q_buf), ref_lse, q_buf)
-                g_logits[kl_rows].sub_(q.mul_(g_kl[kl_rows].unsqueeze(-1)))
+            if use_kl:
+                _subtract_reference(g_logits, g_kl, ref[0][rows], ref_weight_mm, ref[2][rows], ref_buf)
+            g_mm = g_logits.to(mm)  # the products run in the forward's dtype, as the plain head's backward does
             if need_hidden:
-                grad_hidden[rows] = (g_logits.to(weight.dtype) @ weight).to(hidden.dtype)
-            if need_weight:
-                h = hidden[rows].to(dtype)
-                grad_weight = g_logits.T @ h if grad_weight is None else grad_weight.addmm_(g_logits.T, h)
+                grad_hidden[rows] = (g_mm @ weight_mm).to(hidden.dtype)
+            if need_weight:  # summed over chunks in the statistics' dtype
+                grad_weight = _add_product(grad_weight, g_mm.T, hidden[rows].to(mm), dtype)
         if need_weight:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, *nothing[2:]
