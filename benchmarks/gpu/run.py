@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-TOTAL_S = 450  # the whole GPU run, under 8 minutes with the wheels' install and the summary
+TOTAL_S = 500  # the whole GPU run: parts past it are cut short (the first ones matter most)
 # pytest files of the fast routes' equality tests: route matrix, chunked head, shared prompt, packed rows, fused
 # attribution, anchors' decode against generate
 EQUALITY_TESTS = [
@@ -42,15 +42,16 @@ class Part:
     what: str
 
 
-PARTS = [
-    Part("env", 15, "the card, the driver, the packages in use"),
-    Part("speed", 140, "benchmarks/speed.py against TRL's DPOTrainer, with the sequence-length sweep"),
-    Part("equality_fp32", 80, "the fast routes' equality tests (pytest) on the device, float32"),
+PARTS = [  # budgets from the first H200 run (2026-12-04): imports alone took over 15 s on a cold machine
+    Part("env", 30, "the card, the driver, the packages in use"),
+    Part("equality_fp32", 70, "the fast routes' equality tests (pytest) on the device, float32"),
+    Part("speed", 130, "benchmarks/speed.py against TRL's DPOTrainer (the sequence-length sweep: speed.py --sweep)"),
+    Part("route_cost", 90, "tidpo's DPO step with each fast route off in turn, against TRL's; one step profiled"),
+    Part("equality_bf16", 35, "every route combination against the naive route in bf16, tolerances stated"),
+    Part("train", 100, "tidpo train under accelerate profiles: runs, finite, peak memory"),
     Part("decode", 30, "the anchors' decode routes: seconds per draw, tokens equal to generate"),
-    Part("equality_bf16", 40, "every route combination against the naive route in bf16, tolerances stated"),
-    Part("train", 75, "tidpo train under accelerate profiles: runs, finite, peak memory"),
-    Part("memory", 70, "peak memory of full and LoRA TI-DPO by model size"),
-    Part("flash_attn", 15, "packed rows with FlashAttention-2 against padded rows, if flash_attn is installed"),
+    Part("memory", 45, "peak memory of full and LoRA TI-DPO by model size"),
+    Part("flash_attn", 10, "packed rows with FlashAttention-2 against padded rows, if flash_attn is installed"),
 ]
 CPU_BUDGET_S = 240
 
@@ -69,7 +70,7 @@ def command(part: str, out: Path, cpu: bool) -> list[str]:
         shape = (
             ["--quick", "--configs", "trl_dpo,tidpo_dpo,tidpo_ti_dpo_full", "--sweep", "32", "--sweep_steps", "1"]
             if cpu
-            else ["--sweep", "256,512,1024,2048"]
+            else ["--sweep", ""]
         )
         return [py, str(ROOT / "benchmarks" / "speed.py"), *shape, *common]
     if part == "equality_fp32":
@@ -79,6 +80,7 @@ def command(part: str, out: Path, cpu: bool) -> list[str]:
     script = {
         "env": "env_info.py",
         "decode": "decode.py",
+        "route_cost": "route_cost.py",
         "equality_bf16": "equality.py",
         "train": "engines.py",
         "memory": "memory.py",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ["env", "speed", "equality_fp32", "decode", "equality_bf16", "train", "memory", "flash_attn"]
+PARTS = ["env", "equality_fp32", "speed", "route_cost", "equality_bf16", "train", "decode", "memory", "flash_attn"]
 
 
 def test_the_cpu_mode_runs_every_part_and_each_writes_its_output(tmp_path):
