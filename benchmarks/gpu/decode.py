@@ -65,7 +65,8 @@ def measure(report, model, ids, mask, config, dev, routes) -> list[dict]:
     import torch
 
     from tidpo.training.anchors import sample_anchors
-    from tidpo.training.prompt_cache import prompt_forward, sample_from_prompt
+    from tidpo.training.decode import sample_from_prompt
+    from tidpo.training.prompt_cache import prompt_forward
 
     with torch.no_grad():
         prompt = prompt_forward(model, ids, mask)

@@ -10,7 +10,8 @@ from tests.device import current_device
 from tests.tiny import make_model
 from tests.training.helpers import BUILDERS, assert_same_step, make_trainer, one_sgd_step
 from tidpo.training.anchors import sample_anchors
-from tidpo.training.prompt_cache import prompt_forward, sample_from_prompt
+from tidpo.training.decode import sample_from_prompt
+from tidpo.training.prompt_cache import prompt_forward
 from tidpo.training.routes import RouteError
 
 TEXTS = ["Human: tell me about cats \n Assistant:", "hi", "Human: what is the weather today ? \n Assistant:", "ok"]

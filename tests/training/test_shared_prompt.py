@@ -26,7 +26,8 @@ from tidpo.data import PreferenceCollator
 from tidpo.importance.attribution import embedding_attributions
 from tidpo.training.head import ChunkedHead
 from tidpo.training.layouts import PaddedRows
-from tidpo.training.prompt_cache import PromptSharing, forward_shared_prompt, shared_prompt_attributions
+from tidpo.training.prompt_cache import PromptSharing, forward_shared_prompt
+from tidpo.training.shared_layout import shared_prompt_attributions
 
 
 def test_the_batch_splits_into_prompts_and_responses(tokenizer):

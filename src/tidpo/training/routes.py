@@ -26,8 +26,9 @@ from tidpo.training.head import ChunkedHead, FullLogitsHead, chunked_head_proble
 from tidpo.training.layouts import PackedRows, PaddedRows
 from tidpo.training.moe import router_coefficient
 from tidpo.training.packing import packing_problem
-from tidpo.training.prompt_cache import SharedPrompt, sharing_problem
+from tidpo.training.prompt_cache import sharing_problem
 from tidpo.training.reference import CachedReference, LiveReference
+from tidpo.training.shared_layout import SharedPrompt
 from tidpo.training.weighting import FusedAttribution, NoAttribution, SeparateAttribution, TokenWeighting
 
 HEADS = ("chunked", "full logits")
