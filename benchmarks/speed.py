@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from speed_page import results_section, sweep_section, write_markdown  # noqa: E
 from speed_probes import RSSPeak as _RSSPeak  # noqa: E402
 from speed_probes import StepTimer as _StepTimer  # noqa: E402
 from speed_probes import free_memory as _free_memory  # noqa: E402
+from speed_probes import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # name -> (trainer, config overrides). TRL runs with its own defaults except where named.
@@ -157,29 +157,6 @@ def ratios(results: dict[str, Result]) -> list[dict]:
     return rows
 
 
-def machine() -> dict:
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        cpu = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
-        info["cpu"] = cpu.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    import transformers
-    import trl
-
-    info["transformers"], info["trl"] = transformers.__version__, trl.__version__
-    # allocator settings change CPU step times a lot (page faults of fresh large buffers); name them
-    info["env"] = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("MALLOC_", "LD_PRELOAD", "OMP_"))}
-    return info
-
-
 def markdown_sections(report: dict) -> dict[str, str]:
     """Markdown per page section: ``<device>`` (configurations and ratios) and ``<device>-sweep``, when run."""
     device, sections = report["device"], {}
@@ -239,19 +216,21 @@ def _config_names(args) -> list[str]:
     return names
 
 
-def _measure(names: list[str], args, device: torch.device, dtype: torch.dtype) -> tuple[dict, list]:
-    """Every configuration at the main shape, then the sweep's at each of its lengths."""
-    results = {}
+def _measure(names: list[str], args, device: torch.device, dtype: torch.dtype, save) -> tuple[dict, list]:
+    """Every configuration at the main shape, then the sweep's at each of its lengths; ``save(results, sweep)``
+    after each, so that a run cut short keeps what it measured."""
+    results, sweep = {}, []
     for name in names:
         print(f"[speed] {name} ...", flush=True)
         results[name] = run_config(name, args, device, dtype, args.prompt_len, args.response_len, args.steps)
         print(f"[speed] {name}: {results[name].step_s:.3f} s/step, {results[name].peak_mem_mb:.0f} MiB", flush=True)
-    sweep = []
+        save(results, sweep)
     for length in [int(x) for x in args.sweep.split(",") if x.strip()]:
         for name in SWEEP:
             print(f"[speed] sweep {name} @ {length} ...", flush=True)
             prompt_len, response_len = length // 4, length - length // 4 - 1  # + EOS = length tokens a row
             sweep.append(run_config(name, args, device, dtype, prompt_len, response_len, args.sweep_steps))
+            save(results, sweep)
     return results, sweep
 
 
@@ -304,11 +283,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from tidpo import TIDPOConfig, TIDPOTrainer  # noqa: F401
 
-    results, sweep = _measure(names, args, device, dtype)
-    report = _report(argv, args, device, dtype, results, sweep)
     json_path = _json_path(args, device)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+    def save(results: dict, sweep: list) -> dict:
+        report = _report(argv, args, device, dtype, results, sweep)
+        json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        return report
+
+    report = save(*_measure(names, args, device, dtype, save))
     sections = markdown_sections(report)
     print("\n".join(sections.values()))
     md = args.markdown or (None if args.quick else ROOT / "docs" / "performance.md")

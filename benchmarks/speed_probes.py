@@ -1,14 +1,16 @@
 """What ``benchmarks/speed.py`` measures with: the resident set's peak (sampled in a thread), each optimizer step's
-wall time (a Trainer callback, synchronised on a GPU), and a memory release between configurations so that each
-starts from an honest baseline."""
+wall time (a Trainer callback, synchronised on a GPU), a memory release between configurations so that each
+starts from an honest baseline, and the machine's description."""
 
 from __future__ import annotations
 
 import ctypes
 import gc
 import os
+import platform
 import threading
 import time
+from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
@@ -66,3 +68,26 @@ def free_memory():
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back, so RSS baselines are honest
     except OSError:
         pass
+
+
+def machine() -> dict:
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        cpu = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
+        info["cpu"] = cpu.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        info["cpu"] = platform.processor()
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    import transformers
+    import trl
+
+    info["transformers"], info["trl"] = transformers.__version__, trl.__version__
+    # allocator settings change CPU step times a lot (page faults of fresh large buffers); name them
+    info["env"] = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("MALLOC_", "LD_PRELOAD", "OMP_"))}
+    return info

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
 
 
@@ -54,3 +56,24 @@ def test_a_label_names_its_own_sections_and_the_allocator_settings_are_recorded(
     assert set(sections) == {"cpu-tuned", "cpu-tuned-sweep"}
     assert sections["cpu-tuned"].startswith("### CPU (tuned):")
     assert "`MALLOC_MMAP_THRESHOLD_=1073741824 python benchmarks/speed.py --label tuned`" in sections["cpu-tuned"]
+
+
+def test_a_run_cut_short_keeps_the_configurations_it_measured(tmp_path, monkeypatch):
+    """The first GPU check's speed part ran out of time in the sweep and left no JSON: each measurement is saved
+    as it comes."""
+    speed = _load()
+    done = []
+
+    def fake_run(name, *args):
+        if done:
+            raise RuntimeError("out of time")
+        done.append(name)
+        return speed.Result(name, 8, 24, 0.5, [0.5], 66.0, 12.0)
+
+    monkeypatch.setattr(speed, "run_config", fake_run)
+    out = tmp_path / "speed.json"
+    argv = ["--quick", "--configs", "trl_dpo,tidpo_dpo", "--json", str(out), "--scratch", str(tmp_path / "s")]
+    with pytest.raises(RuntimeError, match="out of time"):
+        speed.main(argv)
+    report = json.loads(out.read_text())
+    assert [(r["name"], r["step_s"]) for r in report["results"]] == [("trl_dpo", 0.5)]
