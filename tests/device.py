@@ -24,3 +24,11 @@ class DefaultDevice(TorchFunctionMode):
 def current_device() -> torch.device:
     """Where the tests' tensors are built (cpu unless ``--device``)."""
     return torch.empty(0).device
+
+
+def cpu_only_default_layout(test):
+    """For tests of how ``share_prompt`` left unset falls back: on a GPU it runs whole rows by choice, unprobed."""
+    import pytest
+
+    reason = "on a GPU share_prompt left unset runs whole rows by choice (no fallback to probe)"
+    return pytest.mark.skipif(current_device().type == "cuda", reason=reason)(test)

@@ -127,7 +127,7 @@ def test_reference_log_probs_precomputed_from_packed_rows_equal_padded_ones(toke
 
 
 def test_padding_free_turns_the_shared_prompt_off(tokenizer, tmp_path):
-    assert make_trainer(tokenizer, tmp_path).routes.layout == "shared prompt"
+    assert make_trainer(tokenizer, tmp_path, share_prompt=True).routes.layout == "shared prompt"
     packed = make_trainer(tokenizer, tmp_path, padding_free=True).routes
     assert packed.layout == "packed rows" and packed.fallbacks == ()  # asked for, not a fallback
     with pytest.raises(ValueError, match="padding_free packs whole rows, while share_prompt=True"):

@@ -10,7 +10,7 @@ import logging
 import pytest
 import torch
 
-from tests.device import current_device
+from tests.device import cpu_only_default_layout
 from tests.tiny import make_model
 from tests.training.helpers import (
     BUILDERS,
@@ -156,6 +156,7 @@ def test_the_official_preset_shares_too_and_equals_whole_rows(tokenizer, tmp_pat
     assert_same_step(shared, whole)
 
 
+@cpu_only_default_layout
 def test_gradient_checkpointing_falls_back_by_default_and_refuses_when_asked(tokenizer, tmp_path):
     routes = make_trainer(tokenizer, tmp_path, gradient_checkpointing=True).routes
     assert routes.layout == "whole rows"
@@ -193,6 +194,7 @@ def _with_collator(tokenizer, tmp_path, collate, **overrides):
     )
 
 
+@cpu_only_default_layout
 def test_another_collator_runs_whole_rows_and_says_so_before_training(tokenizer, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tidpo"):
         trainer = _with_collator(tokenizer, tmp_path, _reorder_prompts(tokenizer))
@@ -210,6 +212,7 @@ def test_another_collator_with_share_prompt_asked_for_is_probed(tokenizer, tmp_p
     assert trainer.routes.layout == "shared prompt"
 
 
+@cpu_only_default_layout
 def test_a_model_without_a_plain_cache_falls_back(tokenizer, tmp_path, monkeypatch):
     from transformers.cache_utils import DynamicCache
 
@@ -221,9 +224,18 @@ def test_a_model_without_a_plain_cache_falls_back(tokenizer, tmp_path, monkeypat
     assert "returned a tuple cache" in prompt_cache.cache_problem(model, ((), ()))
     monkeypatch.setattr(prompt_cache, "cache_problem", lambda model, cache: "it returned a StaticCache cache")
     routes = make_trainer(tokenizer, tmp_path).routes
-    # on a GPU, anchor_decode='auto' asks for the graph decode, which needs the same plain cache
-    on_gpu = ("anchor_decode: it returned a StaticCache cache",) if current_device().type == "cuda" else ()
-    assert routes.layout == "whole rows" and routes.fallbacks == (
-        "share_prompt: the policy: it returned a StaticCache cache",
-        *on_gpu,
-    )
+    assert routes.layout == "whole rows"
+    assert routes.fallbacks == ("share_prompt: the policy: it returned a StaticCache cache",)
+
+
+def test_left_unset_on_a_gpu_it_runs_whole_rows_by_choice_and_true_still_shares(tokenizer, tmp_path, monkeypatch):
+    """The GPU default (whole rows, measured faster on an H200) is a choice: no fallback recorded, nothing probed;
+    share_prompt=True still serves the shared prompt there, and the CPU default is unchanged."""
+    from tidpo.training import routes
+
+    assert make_trainer(tokenizer, tmp_path, triplet_weight=0.0).routes.layout == "shared prompt"
+    monkeypatch.setattr(routes, "_on_gpu", lambda policy: True)
+    unset = make_trainer(tokenizer, tmp_path, triplet_weight=0.0, gradient_checkpointing=True).routes
+    assert unset.layout == "whole rows" and unset.fallbacks == ()  # checkpointing would be a fallback on a CPU
+    asked = make_trainer(tokenizer, tmp_path, triplet_weight=0.0, share_prompt=True).routes
+    assert asked.layout == "shared prompt" and asked.fallbacks == ()

@@ -116,7 +116,9 @@ def test_ti_dpo_on_moe_routes_and_packed_rows_equal_whole_rows(tokenizer, tmp_pa
         )
 
     whole = build()
-    assert whole.routes.layout == "whole rows" and any("router_aux_loss_coef" in f for f in whole.routes.fallbacks)
+    assert whole.routes.layout == "whole rows"
+    with pytest.raises(RouteError, match="share_prompt=True cannot be served: the router's load-balancing loss"):
+        build(share_prompt=True)  # asked for: the probe that makes the CPU default fall back refuses it
     packed = build(padding_free=True)
     assert packed.routes.layout == "packed rows"
     (loss_w, grads_w), (loss_p, grads_p) = _loss_and_grads(whole), _loss_and_grads(packed)

@@ -129,8 +129,9 @@ class TIDPOConfig(LossOptions, SequenceOptions, TrainingArguments):
         metadata=_help(
             "Run each pair's prompt once for both responses and the anchor (they continue from its key/value cache, "
             "gradients included). Needs the chunked head, no gradient checkpointing, PreferenceCollator's batches and "
-            "a model with a plain dynamic key/value cache. Default: on where all of that holds (else whole rows, "
-            "and the routes line of the log says why), off with padding_free; True where it cannot be served is an "
+            "a model with a plain dynamic key/value cache. Default: on a CPU, on where all of that holds (else whole "
+            "rows, and the routes line of the log says why); on a GPU, off (whole rows measured 1.8x faster per "
+            "step on an H200, docs/performance.md); off with padding_free. True where it cannot be served is an "
             "error. Same numbers either way."
         ),
     )

@@ -154,8 +154,8 @@ def _layout(args, models, chunked: bool, collator_problem, resolution: _Resoluti
             if problem is not None:
                 raise RouteError(f"padding_free: the {name} cannot run packed rows: {problem}")
         return "packed rows"
-    if args.share_prompt is False:
-        return "whole rows"
+    if args.share_prompt is False or (args.share_prompt is None and _on_gpu(models["policy"])):
+        return "whole rows"  # on a GPU a choice, not a fallback: see _on_gpu
     checks = [
         lambda: None if chunked else "it needs the chunked head (chunked_logits)",
         lambda: "gradient checkpointing turns the key/value cache off" if args.gradient_checkpointing else None,
@@ -178,6 +178,13 @@ def _layout(args, models, chunked: bool, collator_problem, resolution: _Resoluti
     return "shared prompt" if served else "whole rows"
 
 
+def _on_gpu(policy: nn.Module) -> bool:
+    """Where ``share_prompt`` left unset means whole rows and ``anchor_decode='auto'`` the CUDA graph. On an H200
+    the shared prompt made the DPO step slower, not faster (0.406 s against 0.224 s with whole rows, Qwen2.5-0.5B's
+    shape, 256 + 768 tokens: benchmarks/results/gpu-h200-2026-12-04b); on a CPU it saves the prompt's second pass."""
+    return policy.get_input_embeddings().weight.device.type == "cuda"
+
+
 def _router_problem(args, policy: nn.Module) -> str | None:
     """A mixture-of-experts load-balancing loss counts every row's tokens, prompts included (tidpo.training.moe)."""
     if router_coefficient(args, policy) == 0.0:
@@ -190,8 +197,7 @@ def _anchor_decode(args, policy: nn.Module, sharded_by: str | None, resolution: 
     are no graphs: a choice, not a fallback); an explicit ``static`` or ``graph`` is probed and refused if it
     cannot be served."""
     asked = args.anchor_decode
-    on_gpu = policy.get_input_embeddings().weight.device.type == "cuda"
-    if asked == "dynamic" or (asked == "auto" and not on_gpu):
+    if asked == "dynamic" or (asked == "auto" and not _on_gpu(policy)):
         return "dynamic"
     wanted = "static" if asked == "static" else "graph"
     checks = [
