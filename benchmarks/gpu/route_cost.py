@@ -1,8 +1,9 @@
 """Part ``route_cost``: where tidpo's DPO step spends its time against TRL's, at speed.py's shape.
 
-The first GPU run (H200, 2026-12-04) measured tidpo's DPO mode at 0.344-0.357 s a step against TRL's 0.135-0.179
-(no checkpointing), same models and batch. This part times tidpo's DPO step with each fast route turned off in
-turn (same numbers by the equality tests; only the cost may differ), next to TRL's and tidpo's default routes
+The second GPU check (H200, 2026-12-04, benchmarks/results/gpu-h200-2026-12-04b) found the shared prompt costing
+most of tidpo's gap (0.406 s a step against 0.224 s with whole rows, TRL 0.157 s), so on a GPU the default is now
+whole rows. This part times tidpo's DPO step with the shared prompt asked for, and with full logits (same numbers
+by the equality tests; only the cost may differ), next to TRL's and tidpo's default routes
 (read from the same run's speed.json, or measured here when there is none), and profiles one tidpo step: the
 operators with the most device time and host time, and how often the host waited for the device.
 """
@@ -18,8 +19,8 @@ from common import Report, device, parser  # importing it puts benchmarks/ on th
 speed = importlib.import_module("speed")  # benchmarks/speed.py: its configurations, trainer factory, step timer
 
 BASES = ("trl_dpo_no_ckpt", "tidpo_dpo")  # speed.py's own configurations: TRL's best, tidpo's default routes
-VARIANTS = {  # name -> (trainer, overrides): one route off at a time
-    "tidpo_dpo_whole_rows": ("tidpo", {"baseline": "dpo", "share_prompt": False}),
+VARIANTS = {  # name -> (trainer, overrides): one route changed at a time from the GPU default (whole rows)
+    "tidpo_dpo_shared_prompt": ("tidpo", {"baseline": "dpo", "share_prompt": True}),
     "tidpo_dpo_full_logits": ("tidpo", {"baseline": "dpo", "share_prompt": False, "chunked_logits": False}),
 }
 SYNC_OPS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "aten::item", "aten::_local_scalar_dense")
