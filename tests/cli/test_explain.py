@@ -51,15 +51,24 @@ def test_bad_numbers_fail_before_loading_anything(option, value, capsys):
     assert f"{option} must be" in error_line(capsys)
 
 
-def test_defaults_are_the_paper_preset():
+def test_defaults_are_the_default_preset():
     from tidpo.cli.explain import DEFAULTS
-    from tidpo.training.config import PRESETS
+    from tidpo.training.config import DEFAULT_PRESET, PRESETS
 
     args = make_parser().parse_args(["--model", "m", "--dataset", "d"])
-    assert (args.importance_mix, args.prior_sigma_div, args.weight_span) == (None, None, None)  # as trained, else:
-    paper = PRESETS["paper"]
-    assert (DEFAULTS["importance_mix"], DEFAULTS["prior_sigma_div"], DEFAULTS["weight_span"]) == (
-        paper["importance_mix"],
-        paper["prior_sigma_div"],
-        paper["weight_span"],
-    )
+    keys = ("importance", "importance_mix", "prior_sigma_div", "weight_span")
+    assert all(getattr(args, key) is None for key in keys)  # as trained, else:
+    assert {key: DEFAULTS[key] for key in keys} == {key: PRESETS[DEFAULT_PRESET][key] for key in keys}
+
+
+def test_the_estimator_is_taken_as_trained_and_a_flag_overrides_it(trained_tiny, tmp_path, capsys):
+    trained = json.loads((trained_tiny.lora / "tidpo_config.json").read_text(encoding="utf-8"))["importance"]
+    args = ["explain", "--model", str(trained_tiny.lora), "--dataset", str(trained_tiny.assets.eval_file)]
+    args += ["--n", "1", "--max_length", "32", "--device", "cpu"]
+    other = "uniform" if trained != "uniform" else "confidence"
+    for flags, expected in (([], trained), (["--importance", other], other)):
+        out = tmp_path / expected
+        assert tidpo([*args, *flags, "--output_dir", str(out)]) == 0
+        assert json.loads((out / "explain.json").read_text(encoding="utf-8"))["importance"] == expected
+        assert f"importance = {expected}" in (out / "explain.html").read_text(encoding="utf-8")
+    assert f"importance {trained}" in capsys.readouterr().err  # said on stderr: taken from the folder

@@ -11,15 +11,18 @@ from pathlib import Path
 
 from tidpo.cli.common import CLIError
 from tidpo.cli.options import DATASET, MODEL, ON_BAD_ROW, SPLIT
+from tidpo.importance.estimators import ESTIMATORS
 from tidpo.importance.targets import ATTRIBUTION_TARGETS, TARGETS
 from tidpo.importance.weights import SPANS
 
-# The paper preset's values (docs/method.md §5); tests/cli/test_explain.py checks them against TIDPOConfig's
-# PRESETS, which is not imported here so that `tidpo explain --help` stays fast.
+# The default preset's values (docs/method.md §5); tests/cli/test_explain.py checks them against TIDPOConfig's
+# PRESETS and DEFAULT_PRESET, which are not imported here so that `tidpo explain --help` stays fast.
+DEFAULT_IMPORTANCE = "confidence"
 DEFAULT_MIX = 0.7
 DEFAULT_SIGMA_DIV = 4.0
 DEFAULT_SPAN = "response"
 DEFAULTS = {
+    "importance": DEFAULT_IMPORTANCE,
     "importance_mix": DEFAULT_MIX,
     "prior_sigma_div": DEFAULT_SIGMA_DIV,
     "weight_span": DEFAULT_SPAN,
@@ -52,6 +55,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _add_weight_options(parser: argparse.ArgumentParser) -> None:
     """The settings the token weights are computed with; unset, they are taken as the model was trained."""
+    parser.add_argument(
+        "--importance",
+        choices=[name for name, e in ESTIMATORS.items() if not e.reads_columns],
+        help=f"the estimator, as in training (default: {AS_TRAINED}, else {DEFAULT_IMPORTANCE}, the default "
+        "preset's; hybrid is the paper's gradient attribution)",
+    )
     parser.add_argument(
         "--importance_mix", type=float, help=f"λ of Eq. 8, in [0, 1] (default: {AS_TRAINED}, else {DEFAULT_MIX})"
     )
@@ -87,6 +96,10 @@ def _check_args(args: argparse.Namespace) -> None:
     for option, ok, rule in checks:
         if not ok:
             raise CLIError(f"{option} must be {rule}, got {getattr(args, option[2:])}")
+    estimator = ESTIMATORS.get(args.importance)
+    if estimator is None or estimator.reads_columns:  # only a saved setting can get here (argparse checks flags)
+        why = "takes its weights from the dataset's columns" if estimator else "is not a built-in estimator"
+        raise CLIError(f"importance {args.importance!r} (as trained) {why}; pass --importance, e.g. hybrid")
     output_dir = Path(args.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise CLIError(f"--output_dir {output_dir} exists and is not a folder; pick another path")
@@ -147,6 +160,7 @@ def _explain(args: argparse.Namespace, model, tokenizer, dataset):
             batch_size=args.batch_size,
             name=args.split,
             target=args.attribution_target,
+            importance=args.importance,
         )
     except PreferenceDataError as err:
         raise CLIError(str(err)) from err

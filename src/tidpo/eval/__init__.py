@@ -10,11 +10,11 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "BatchExplanation": "tidpo.eval.explain",
+    "BatchExplanation": "tidpo.eval.explain_batch",
     "Explanation": "tidpo.eval.explanation",
     "PairExplanation": "tidpo.eval.explanation",
     "ResponseExplanation": "tidpo.eval.explanation",
-    "explain_batch": "tidpo.eval.explain",
+    "explain_batch": "tidpo.eval.explain_batch",
     "explain_pairs": "tidpo.eval.explain",
     "token_texts": "tidpo.eval.explain",
     "render_html": "tidpo.eval.render",

@@ -1,30 +1,24 @@
 """Per-token TI-DPO weights of preference pairs, as training computes them (arXiv 2505.19653v3, Eqs. 5–8).
 
 For each pair, the chosen and the rejected response get, token by token: the final weight ``w`` (Eq. 8, mean 1
-over the response), its two components over the weighted span, the normalised gradient attribution ``I/ΣI``
-(Eqs. 5–6) and the Gaussian prior ``P`` (Eq. 7), the raw attribution ``I``, and the policy's log-probability of
-the token. The code path is training's: :func:`tidpo.data.tokenize_preference_dataset`,
-:class:`tidpo.data.PreferenceCollator`, one forward of the policy from its input embeddings (eval mode, so dropout
-is off), :func:`tidpo.importance.embedding_attributions` and :func:`tidpo.importance.token_weights`.
-The result types are in :mod:`tidpo.eval.explanation` (importable from here too); rendering (HTML, PNG) lives in
-:mod:`tidpo.eval.render`.
+over the response) of the chosen estimator (``importance``, training's), its two components over the weighted span,
+the estimator's scores' share ``I/ΣI`` (for ``hybrid``, the normalised gradient attribution of Eqs. 5–6) and the
+Gaussian prior ``P`` (Eq. 7), the raw scores ``I``, and the policy's log-probability of the token. The code path is
+training's: :func:`tidpo.data.tokenize_preference_dataset`, :class:`tidpo.data.PreferenceCollator`, one forward of
+the policy in eval mode (dropout off) and :func:`tidpo.importance.token_weights` (the batch's numbers:
+:mod:`tidpo.eval.explain_batch`). The result types are in :mod:`tidpo.eval.explanation` (importable from here
+too); rendering (HTML, PNG) lives in :mod:`tidpo.eval.render`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from tidpo.data import PreferenceCollator, tokenize_preference_dataset
+from tidpo.eval.explain_batch import BatchExplanation, explain_batch
 from tidpo.eval.explanation import Explanation, PairExplanation, ResponseExplanation
-from tidpo.importance import gaussian_prior, hybrid_token_weights, target_attributions, token_weights
-from tidpo.importance.attribution import last_token_index
-from tidpo.importance.target import TargetInputs
-from tidpo.importance.targets import attribution_target_spec
-from tidpo.ops import per_token_logps
 
 __all__ = [
     "BatchExplanation",
@@ -38,101 +32,6 @@ __all__ = [
 
 _ROW_COLUMN = "_tidpo_explain_row"
 _ID_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
-
-
-@dataclass
-class BatchExplanation:
-    """Per-token quantities of one collated batch, each ``(2B, L)`` in the token frame (B chosen rows first).
-
-    Attributes:
-        weights: ``w``, exactly ``token_weights("hybrid", ...)``: mean 1 over each response, 0 elsewhere.
-        gradient_share: ``I/ΣI`` over the weighted span (the prior where ``ΣI = 0``, as Eq. 8's guard does).
-        prior: ``P`` over the weighted span (Eq. 7), sum 1 over it.
-        attributions: the raw ``I = ‖∂L_target/∂e_i‖₁`` (Eqs. 5–6).
-        logps: ``log π_θ(x_i | x_<i)``.
-    """
-
-    weights: Tensor
-    gradient_share: Tensor
-    prior: Tensor
-    attributions: Tensor
-    logps: Tensor
-
-
-def explain_batch(
-    model,
-    batch: dict[str, Tensor],
-    mix: float = 0.7,
-    sigma_div: float = 4.0,
-    span: str = "response",
-    target: str = "max_logit",
-):
-    """Weights, their components, attributions and log-probs of one collated batch (TRL layout, ``(2B, L)``).
-
-    The policy runs once from detached input embeddings in eval mode (its mode is restored afterwards); only
-    ``torch.autograd.grad`` with respect to those embeddings is taken, so no parameter's ``.grad`` is touched.
-
-    Args:
-        model: a causal LM (or PEFT model) with ``get_input_embeddings``.
-        batch: ``input_ids``, ``attention_mask``, ``completion_mask`` from :class:`PreferenceCollator`.
-        mix: ``λ``. sigma_div: ``T / σ`` of the prior. span: ``"response"`` or ``"sequence"``.
-        target: the attribution target, a name of :data:`tidpo.importance.TARGETS` (``"max_logit"``: Eq. 5).
-
-    Returns:
-        :class:`BatchExplanation`, float32 tensors on CPU.
-    """
-    device = next(model.parameters()).device
-    input_ids, attention_mask, completion_mask = (
-        batch[key].to(device) for key in ("input_ids", "attention_mask", "completion_mask")
-    )
-    logits, attributions = _attributed_forward(model, input_ids, attention_mask, completion_mask, target)
-    logps = per_token_logps(logits.detach(), input_ids)
-    del logits
-    return _weighted(attributions, logps, input_ids, attention_mask, completion_mask, mix, sigma_div, span)
-
-
-def _attributed_forward(model, input_ids, attention_mask, completion_mask, target: str) -> tuple[Tensor, Tensor]:
-    """``(logits, attributions)`` of one forward from detached input embeddings, in eval mode (the model's mode is
-    restored afterwards); the attributions ``(2B, L)`` are those of ``target`` (Eqs. 5–6)."""
-    spec = attribution_target_spec(target)
-    was_training = model.training
-    model.eval()
-    try:
-        embeds = model.get_input_embeddings()(input_ids).detach().requires_grad_(True)  # (2B, L, D)
-        with torch.enable_grad():
-            logits = model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).logits
-            rows = torch.arange(logits.shape[0], device=logits.device)
-            inputs = TargetInputs(
-                attention_mask,
-                completion_mask,
-                lambda m: logits[rows, last_token_index(m)],
-                lambda: per_token_logps(logits, input_ids),
-            )
-            attributions = target_attributions(spec.scalar(inputs), embeds, attention_mask, retain_graph=False)
-    finally:
-        model.train(was_training)
-    return logits, attributions
-
-
-def _weighted(
-    attributions, logps, input_ids, attention_mask, completion_mask, mix: float, sigma_div: float, span: str
-) -> BatchExplanation:
-    """The final weights (Eq. 8) and their two components of the attributions, with the attributions and log-probs."""
-    weights = token_weights(
-        "hybrid",
-        completion_mask,
-        attributions=attributions,
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        mix=mix,
-        sigma_div=sigma_div,
-        span=span,
-        norm="mean",
-    )
-    span_mask = completion_mask if span == "response" else attention_mask
-    prior = gaussian_prior(span_mask, sigma_div)  # Eq. (7)
-    gradient_share = hybrid_token_weights(attributions, span_mask, prior, mix=1.0)  # I/ΣI of Eq. (8)
-    return BatchExplanation(*(t.detach().float().cpu() for t in (weights, gradient_share, prior, attributions, logps)))
 
 
 def token_texts(tokenizer, ids: list[int], context: list[int] | None = None) -> list[str]:
@@ -174,6 +73,7 @@ def explain_pairs(
     batch_size: int = 2,
     name: str = "train",
     target: str = "max_logit",
+    importance: str = "hybrid",
 ) -> Explanation:
     """Explain the token weights of the first ``n`` pairs of ``dataset`` (pairs whose prompt fills ``max_length``
     are skipped, as training drops them, and later rows take their place).
@@ -188,14 +88,18 @@ def explain_pairs(
         batch_size: pairs per forward.
         name: the dataset's name in tokenisation messages.
         target: the attribution target (``attribution_target`` in training).
+        importance: the estimator (``importance`` in training; :mod:`tidpo.eval.explain_batch` says what each
+            shows).
     """
     _check_counts(n, batch_size)
     rows = _tokenized_rows(dataset, tokenizer, n, max_length, name)
     collator = PreferenceCollator(tokenizer.pad_token_id, max_length=max_length)
-    settings = {"mix": mix, "sigma_div": sigma_div, "span": span, "target": target}
+    settings = {"mix": mix, "sigma_div": sigma_div, "span": span, "target": target, "importance": importance}
     batches = (rows[start : start + batch_size] for start in range(0, len(rows), batch_size))
     pairs = [pair for examples in batches for pair in _explained(model, tokenizer, collator, examples, settings)]
-    return Explanation(pairs=pairs, mix=mix, sigma_div=sigma_div, span=span, max_length=max_length)
+    return Explanation(
+        pairs=pairs, mix=mix, sigma_div=sigma_div, span=span, max_length=max_length, importance=importance
+    )
 
 
 def _explained(model, tokenizer, collator, examples: list[dict[str, Any]], settings: dict) -> list[PairExplanation]:

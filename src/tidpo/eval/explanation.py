@@ -69,6 +69,12 @@ class Explanation:
     max_length: int | None
     model: str = ""
     dataset: str = ""
+    importance: str = "hybrid"  # the estimator (``importance``); files saved before it existed are "hybrid"
+
+    @property
+    def attributed(self) -> bool:
+        """Whether the scores ``I`` are the gradient attribution (Eqs. 5–6) rather than another estimator's."""
+        return self.importance in ("hybrid", "gradient")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

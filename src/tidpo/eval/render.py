@@ -54,7 +54,7 @@ __all__ = [
 
 LEGEND_VALUES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 PROMPT_TAIL_CHARS = 300
-VIEWS = (("w", "weight w"), ("g", "gradient I/ΣI"), ("p", "prior P"))
+VIEWS = (("w", "weight w"), ("g", "scores I/ΣI"), ("p", "prior P"))
 
 
 def _component_values(side: ResponseExplanation) -> dict[str, list[float]]:
@@ -110,9 +110,9 @@ def _token_title(text: str, side: ResponseExplanation, i: int) -> str:
     lines = [
         f"token {text!r}",
         f"weight w = {side.weights[i]:.3f}",
-        f"gradient share I/ΣI = {side.gradient_share[i]:.4f} (×T = {side.gradient_share[i] * scale:.2f})",
+        f"score share I/ΣI = {side.gradient_share[i]:.4f} (×T = {side.gradient_share[i] * scale:.2f})",
         f"prior P = {side.prior[i]:.4f} (×T = {side.prior[i] * scale:.2f})",
-        f"attribution I = {side.attributions[i]:.4g}",
+        f"score I = {side.attributions[i]:.4g}",
         f"log p = {side.logps[i]:.3f}",
     ]
     return _e("\n".join(lines)).replace("\n", "&#10;")
@@ -183,11 +183,20 @@ def _legend_html() -> str:
     return f'<div class="legend"><span class="cap">colour scale (log):</span>{"".join(swatches)}</div>'
 
 
+def _scores_text(e: Explanation) -> str:
+    if e.attributed:
+        return "Eqs. 5–6: how strongly the token's input embedding moves the attribution target"
+    if e.importance == "confidence":
+        return "importance=confidence: 1 on the tokens less likely than the response's mean token probability"
+    return f"importance={e.importance}: the estimator's own scores"
+
+
 def render_html(explanation: Explanation) -> str:
     """The whole page as a string (UTF-8, inline CSS, no script, no external asset; all text escaped)."""
     e = explanation
     settings = (
-        f"model {e.model or '?'} · dataset {e.dataset or '?'} · λ (importance_mix) = {e.mix:g} · "
+        f"model {e.model or '?'} · dataset {e.dataset or '?'} · importance = {e.importance} · "
+        f"λ (importance_mix) = {e.mix:g} · "
         f"σ = T / {e.sigma_div:g} · weight_span = {e.span} · max_length = {e.max_length} · {len(e.pairs)} pairs"
     )
     help_text = (
@@ -195,8 +204,8 @@ def render_html(explanation: Explanation) -> str:
         "token-weighted DPO reward (Eq. 8, w ∝ λ·I/ΣI + (1 − λ)·P, rescaled to mean 1 over the response). "
         "Orange: w > 1, the token counts more than an average token of its response; blue-grey: w < 1, it counts "
         "less; white: w ≈ 1. Hover a token for its numbers. The tabs of each pair switch the shading to the "
-        "gradient component I/ΣI (Eqs. 5–6: how strongly the token's input embedding moves the top logit at the "
-        "final EOS) or to the Gaussian position prior P (Eq. 7), both times T, so that 1 is an even share."
+        f"score component I/ΣI ({_scores_text(e)}) or to the Gaussian position prior P (Eq. 7), both times T, so "
+        "that 1 is an even share."
     )
     body = "".join(_pair_html(k, pair) for k, pair in enumerate(e.pairs))
     return (
