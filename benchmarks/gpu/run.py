@@ -42,13 +42,14 @@ class Part:
     what: str
 
 
-PARTS = [  # budgets from the first H200 run (2026-12-04): imports alone took over 15 s on a cold machine
+PARTS = [  # budgets from the H200 runs of 2026-12-04: imports alone took over 15 s on a cold machine; speed needed
+    # > 130 s for its six configurations, equality_bf16 > 35 s for its 30 combinations
     Part("env", 30, "the card, the driver, the packages in use"),
     Part("equality_fp32", 70, "the fast routes' equality tests (pytest) on the device, float32"),
-    Part("speed", 130, "benchmarks/speed.py against TRL's DPOTrainer (the sequence-length sweep: speed.py --sweep)"),
-    Part("route_cost", 90, "tidpo's DPO step with each fast route off in turn, against TRL's; one step profiled"),
-    Part("equality_bf16", 35, "every route combination against the naive route in bf16, tolerances stated"),
-    Part("train", 100, "tidpo train under accelerate profiles: runs, finite, peak memory"),
+    Part("speed", 160, "benchmarks/speed.py against TRL's DPOTrainer (the sequence-length sweep: speed.py --sweep)"),
+    Part("route_cost", 80, "tidpo's DPO step with each fast route off in turn, against TRL's; one step profiled"),
+    Part("equality_bf16", 45, "every route combination against the naive route in bf16, tolerances stated"),
+    Part("train", 110, "tidpo train under accelerate profiles: runs, finite, peak memory"),
     Part("decode", 30, "the anchors' decode routes: seconds per draw, tokens equal to generate"),
     Part("memory", 45, "peak memory of full and LoRA TI-DPO by model size"),
     Part("flash_attn", 10, "packed rows with FlashAttention-2 against padded rows, if flash_attn is installed"),
