@@ -128,9 +128,7 @@ def profiles(cpu: bool) -> tuple[list[str], dict[str, str]]:
 
         return [*ORDER, "zero2", "zero3"], {}
     except ImportError:
-        return list(ORDER), {
-            z: "DeepSpeed is not installed (no wheel)" for z in ("zero2", "zero3")
-        }
+        return list(ORDER), {z: "DeepSpeed is not installed (no wheel)" for z in ("zero2", "zero3")}
 
 
 def main() -> int:
