@@ -89,16 +89,27 @@ def explain_batch(
         logits, attributions = _plain_forward(model, input_ids, attention_mask), None
     logps = per_token_logps(logits.detach(), input_ids)
     del logits
-    generator = torch.Generator(device).manual_seed(EXPLAIN_SEED)
     inputs = EstimatorInputs(
-        completion_mask, spec.effective_mix(mix), attributions, logps * completion_mask, None, input_ids,
-        attention_mask, generator,
-    )  # fmt: skip
-    weights = token_weights(
-        spec, completion_mask, attributions=attributions, input_ids=input_ids, attention_mask=attention_mask,
-        mix=mix, sigma_div=sigma_div, span=span, norm="mean", policy_logps=inputs.policy_logps,
+        completion_mask,
+        spec.effective_mix(mix),
+        attributions,
+        policy_logps=logps * completion_mask,  # training's: 0 off the response
+        input_ids=input_ids,
+        attention_mask=attention_mask,
         generator=torch.Generator(device).manual_seed(EXPLAIN_SEED),
-    )  # fmt: skip
+    )
+    weights = token_weights(
+        spec,
+        completion_mask,
+        attributions=attributions,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        mix=mix,
+        sigma_div=sigma_div,
+        span=span,
+        policy_logps=inputs.policy_logps,
+        generator=torch.Generator(device).manual_seed(EXPLAIN_SEED),  # the same draws as the components'
+    )
     components = _components(spec, inputs, completion_mask, attention_mask, sigma_div, span)
     return BatchExplanation(*(t.detach().float().cpu() for t in (weights, *components, logps)))
 
