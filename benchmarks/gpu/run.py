@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-TOTAL_S = 500  # the whole GPU run: parts past it are cut short (the first ones matter most)
+TOTAL_S = 540  # the whole GPU run: parts past it are cut short (the first ones matter most)
 # pytest files of the fast routes' equality tests: route matrix, chunked head, shared prompt, packed rows, fused
 # attribution, anchors' decode against generate
 EQUALITY_TESTS = [
@@ -48,8 +48,9 @@ PARTS = [  # budgets from the H200 runs of 2026-12-04: imports alone took over 1
     Part("equality_fp32", 70, "the fast routes' equality tests (pytest) on the device, float32"),
     Part("speed", 160, "benchmarks/speed.py against TRL's DPOTrainer (the sequence-length sweep: speed.py --sweep)"),
     Part("route_cost", 80, "tidpo's DPO step with each fast route off in turn, against TRL's; one step profiled"),
-    Part("equality_bf16", 45, "every route combination against the naive route in bf16, tolerances stated"),
+    Part("compare", 90, "tidpo compare on the frontier study's file (random SmolLM2-135M weights): minutes per run"),
     Part("train", 110, "tidpo train under accelerate profiles: runs, finite, peak memory"),
+    Part("equality_bf16", 45, "every route combination against the naive route in bf16, tolerances stated"),
     Part("decode", 30, "the anchors' decode routes: seconds per draw, tokens equal to generate"),
     Part("memory", 45, "peak memory of full and LoRA TI-DPO by model size"),
     Part("flash_attn", 10, "packed rows with FlashAttention-2 against padded rows, if flash_attn is installed"),
@@ -84,6 +85,7 @@ def command(part: str, out: Path, cpu: bool) -> list[str]:
         "route_cost": "route_cost.py",
         "equality_bf16": "equality.py",
         "train": "engines.py",
+        "compare": "study.py",
         "memory": "memory.py",
         "flash_attn": "fa2.py",
     }[part]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tidpo's GPU check: speed, equality of the fast routes, the engines and memory, in one command (< 8 minutes).
+# tidpo's GPU check: speed, equality of the fast routes, the engines and memory, in one command (about 9 minutes).
 #
 #   benchmarks/gpu/run.sh OUTDIR          # on one H100/H200: every part, each in its own time budget
 #   benchmarks/gpu/run.sh --cpu OUTDIR    # the same parts on a tiny model on the CPU (seconds; run by make test)

@@ -10,7 +10,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ["env", "equality_fp32", "speed", "route_cost", "equality_bf16", "train", "decode", "memory", "flash_attn"]
+PARTS = [
+    "env",
+    "equality_fp32",
+    "speed",
+    "route_cost",
+    "compare",
+    "train",
+    "equality_bf16",
+    "decode",
+    "memory",
+    "flash_attn",
+]
 
 
 def test_the_cpu_mode_runs_every_part_and_each_writes_its_output(tmp_path):
@@ -44,3 +55,6 @@ def test_the_cpu_mode_runs_every_part_and_each_writes_its_output(tmp_path):
     train = json.loads((out / "train.json").read_text())
     assert [(r["profile"], r["steps_logged"], r["finite"]) for r in train["runs"]] == [("single_gpu", 3, True)]
     assert "anchor_decode=dynamic" in train["runs"][0]["routes"]
+    compare = json.loads((out / "compare.json").read_text())  # tidpo compare --quick: 2 methods x 2 seeds
+    assert compare["rc"] == 0 and len(compare["runs"]) == 4
+    assert all(len(r["eval_s"]) == 2 and r["train_s"] > 0 for r in compare["runs"].values())
