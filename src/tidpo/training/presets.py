@@ -10,8 +10,9 @@ from tidpo.losses.kl_modes import KL_MODES
 # docs/method.md §5 table. Deviation: "triplet_margin" 0.1 in the paper preset is tidpo's choice (the paper gives none).
 # "confidence" (the default) is chosen by the frontier study of docs/results.md (issue 22): the paper preset with the
 # confidence estimator (no attribution pass) and no triplet term; at this scale it was level with TDPO2 at 2 and 4
-# nats of KL in both conditions (3 seeds, differences -0.026 to -0.005, intervals across 0), as were the other
-# estimators that keep the weight off the EOS at up to 1.8 times its cost, while the paper preset did not align.
+# nats of KL in all three conditions (3 seeds, differences -0.039 to -0.005, intervals across 0), the closest of
+# the estimators that keep the weight off the EOS (the others cost up to 1.8 times as much), while the paper preset
+# did not align.
 DEFAULT_PRESET = "confidence"
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {
