@@ -72,3 +72,12 @@ def test_the_attribution_estimators_still_differentiate(tiny, pairs):
     side = hybrid.pairs[0].chosen
     assert len(set(side.attributions)) > 2  # real-valued attributions, not a 0/1 mask
     assert_close(side.logps, confidence.pairs[0].chosen.logps)  # the same forward, with or without a graph
+
+
+def test_the_row_index_column_explain_adds_is_not_warned_of(tiny, pairs, caplog):
+    import logging
+
+    model, tokenizer = tiny
+    with caplog.at_level(logging.WARNING, logger="tidpo"):
+        explain_pairs(model, tokenizer, pairs.add_column("note", ["x"] * len(pairs)), n=1, max_length=64)
+    assert "'note'" in caplog.text and "explain_row" not in caplog.text  # the user's extra column still is

@@ -226,6 +226,7 @@ def _warn_boundary_mismatches(
 
 _USED_COLUMNS = ("prompt", "chosen", "rejected", "chosen_weights", "rejected_weights")
 _TEMPLATE_COLUMNS = ("tools", "chat_template_kwargs")  # read by the chat template: used by conversational rows
+PRIVATE_PREFIX = "_tidpo_"  # columns tidpo itself adds (tidpo explain's row index): not the user's, not warned of
 
 
 def _check_columns(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
@@ -235,7 +236,7 @@ def _check_columns(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, name: s
     refuse_image_columns(dataset.column_names, f"{name} dataset")
     chat = len(dataset) > 0 and isinstance(dataset[0]["chosen"], list)
     used = _USED_COLUMNS + (_TEMPLATE_COLUMNS if chat else ())
-    unused = [column for column in dataset.column_names if column not in used]
+    unused = [c for c in dataset.column_names if c not in used and not c.startswith(PRIVATE_PREFIX)]
     if unused:
         note = " ('tools' is not passed to the chat template)" if "tools" in unused else ""
         logger.warning("%s dataset: column(s) %s are not used in training%s", name, ", ".join(map(repr, unused)), note)

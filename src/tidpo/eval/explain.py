@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor
 
 from tidpo.data import PreferenceCollator, tokenize_preference_dataset
+from tidpo.data.tokenization import PRIVATE_PREFIX
 from tidpo.eval.explain_batch import BatchExplanation, explain_batch
 from tidpo.eval.explanation import Explanation, PairExplanation, ResponseExplanation
 
@@ -30,7 +31,7 @@ __all__ = [
     "token_texts",
 ]
 
-_ROW_COLUMN = "_tidpo_explain_row"
+_ROW_COLUMN = PRIVATE_PREFIX + "explain_row"  # kept out of the unused-column warning
 _ID_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
 
 
