@@ -6,18 +6,21 @@ Values are gathered across processes, averaged over the micro-batches since the 
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
 from torch import Tensor
 
 
 class MetricBuffer:
-    """Per-mode running sums of scalars, averaged per element (not per micro-batch) and cleared at each log."""
+    """Per-mode running sums of scalars, averaged per element (not per micro-batch) and cleared at each log.
+
+    A tensor's sum stays on its device until :meth:`pop` (one read back to the host per device and log, instead of
+    one per metric and micro-batch: on a GPU each read waits for every kernel launched before it). The sums are
+    float64, so they equal the host-side sums of float64 ``.item()`` values exactly.
+    """
 
     def __init__(self, gather=None):
         self._gather = gather or (lambda t: t)
-        self._values: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._values: dict[str, dict[str, list]] = {"train": {}, "eval": {}}
 
     def add(self, mode: str, name: str, value: Tensor | float) -> None:
         """Record a tensor (gathered across processes; each element counts once) or a float (counts once).
@@ -27,17 +30,30 @@ class MetricBuffer:
         """
         if isinstance(value, Tensor):
             gathered = self._gather(value.detach().float().reshape(value.shape[0] if value.ndim else 1, -1))
-            total, count = gathered.sum().item(), gathered.numel()
+            total, count = gathered.sum().double(), gathered.numel()  # float32 sum, as .item() read it
         else:
             total, count = float(value), 1
-        entry = self._values[mode][name] or [0.0, 0]
-        self._values[mode][name] = [entry[0] + total, entry[1] + count]
+        entry = self._values[mode].get(name)
+        self._values[mode][name] = [total, count] if entry is None else [entry[0] + total, entry[1] + count]
 
     def pop(self, mode: str) -> dict[str, float]:
         """Averages since the last call, then clear."""
-        out = {name: total / count for name, (total, count) in self._values[mode].items() if count}
-        self._values[mode].clear()
-        return out
+        entries = {name: entry for name, entry in self._values[mode].items() if entry[1]}
+        totals = host_values({name: total for name, (total, _) in entries.items()})
+        self._values[mode] = {}
+        return {name: totals[name] / count for name, (_, count) in entries.items()}
+
+
+def host_values(values: dict[str, Tensor | float]) -> dict[str, float]:
+    """``values`` as Python floats, the tensors read back with one transfer per device."""
+    out = {name: value for name, value in values.items() if not isinstance(value, Tensor)}
+    by_device: dict[torch.device, list[str]] = {}
+    for name, value in values.items():
+        if isinstance(value, Tensor):
+            by_device.setdefault(value.device, []).append(name)
+    for names in by_device.values():
+        out.update(zip(names, torch.stack([values[n].reshape(()) for n in names]).tolist(), strict=True))
+    return {name: float(out[name]) for name in values}
 
 
 def effective_token_count(token_weights: Tensor) -> Tensor:
