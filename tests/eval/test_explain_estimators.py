@@ -81,3 +81,12 @@ def test_the_row_index_column_explain_adds_is_not_warned_of(tiny, pairs, caplog)
     with caplog.at_level(logging.WARNING, logger="tidpo"):
         explain_pairs(model, tokenizer, pairs.add_column("note", ["x"] * len(pairs)), n=1, max_length=64)
     assert "'note'" in caplog.text and "explain_row" not in caplog.text  # the user's extra column still is
+
+
+def test_the_gradient_estimators_at_lambda_zero_are_the_prior_without_an_attribution_pass(tiny, pairs):
+    """λ = 0: training skips the attribution pass and Eq. 8 is the prior alone; explain must do the same."""
+    model, tokenizer = tiny
+    side = explain_pairs(model, tokenizer, pairs, n=1, max_length=64, importance="hybrid", mix=0.0).pairs[0].chosen
+    prior = side.num_tokens * gaussian_prior(torch.ones(1, side.num_tokens), 4.0)[0]
+    assert_close(torch.tensor(side.weights), prior)
+    assert set(side.attributions) == {0.0}

@@ -20,6 +20,7 @@ from tidpo.data import PreferenceCollator, tokenize_preference_dataset
 from tidpo.data.tokenization import PRIVATE_PREFIX
 from tidpo.eval.explain_batch import BatchExplanation, explain_batch
 from tidpo.eval.explanation import Explanation, PairExplanation, ResponseExplanation
+from tidpo.importance.weights import estimator_spec
 
 __all__ = [
     "BatchExplanation",
@@ -98,8 +99,16 @@ def explain_pairs(
     settings = {"mix": mix, "sigma_div": sigma_div, "span": span, "target": target, "importance": importance}
     batches = (rows[start : start + batch_size] for start in range(0, len(rows), batch_size))
     pairs = [pair for examples in batches for pair in _explained(model, tokenizer, collator, examples, settings)]
+    spec = estimator_spec(importance)
     return Explanation(
-        pairs=pairs, mix=mix, sigma_div=sigma_div, span=span, max_length=max_length, importance=importance
+        pairs=pairs,
+        mix=mix,
+        sigma_div=sigma_div,
+        span=span,
+        max_length=max_length,
+        importance=importance,
+        attributed="attributions" in spec.needs,
+        scores_help=spec.help,
     )
 
 

@@ -11,6 +11,7 @@ own weight columns are refused: there is nothing to compute.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from tidpo.importance import gaussian_prior, hybrid_token_weights, target_attributions, token_weights
 from tidpo.importance.attribution import last_token_index
-from tidpo.importance.estimator import EstimatorInputs
+from tidpo.importance.estimator import Estimator, EstimatorInputs
 from tidpo.importance.target import TargetInputs
 from tidpo.importance.targets import attribution_target_spec
 from tidpo.importance.weights import estimator_spec, normalize_weights
@@ -83,12 +84,8 @@ def explain_batch(
     input_ids, attention_mask, completion_mask = (
         batch[key].to(device) for key in ("input_ids", "attention_mask", "completion_mask")
     )
-    if spec.uses_attribution(mix):
-        logits, attributions = _attributed_forward(model, input_ids, attention_mask, completion_mask, target)
-    else:
-        logits, attributions = _plain_forward(model, input_ids, attention_mask), None
-    logps = per_token_logps(logits.detach(), input_ids)
-    del logits
+    target = target if spec.uses_attribution(mix) else None
+    logps, attributions = _forward(model, input_ids, attention_mask, completion_mask, target)
     inputs = EstimatorInputs(
         completion_mask,
         spec.effective_mix(mix),
@@ -98,30 +95,40 @@ def explain_batch(
         attention_mask=attention_mask,
         generator=torch.Generator(device).manual_seed(EXPLAIN_SEED),
     )
+    scores = _scores(spec, inputs)
+    # training's weighting of these scores (the table entry with its scores already drawn: one draw, one pass)
+    scored = dataclasses.replace(spec, scores=lambda _: scores)
     weights = token_weights(
-        spec,
-        completion_mask,
-        attributions=attributions,
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        mix=mix,
-        sigma_div=sigma_div,
-        span=span,
-        policy_logps=inputs.policy_logps,
-        generator=torch.Generator(device).manual_seed(EXPLAIN_SEED),  # the same draws as the components'
+        scored, completion_mask, attention_mask=attention_mask, mix=mix, sigma_div=sigma_div, span=span
     )
-    components = _components(spec, inputs, completion_mask, attention_mask, sigma_div, span)
+    components = _components(spec.hybrid, scores, completion_mask, attention_mask, sigma_div, span)
     return BatchExplanation(*(t.detach().float().cpu() for t in (weights, *components, logps)))
 
 
-def _components(spec, inputs: EstimatorInputs, completion_mask, attention_mask, sigma_div: float, span: str):
-    """``(share I/ΣI, prior P, scores I)`` of the estimator on the batch (module docstring)."""
-    scores = spec.scores(inputs).float()
-    if not spec.hybrid:  # no span and no prior: the scores' share of the response
+def _scores(spec: Estimator, inputs: EstimatorInputs) -> Tensor:
+    """The estimator's scores ``I``; zero for an attribution estimator at ``λ = 0`` (Eq. 8 reads the prior alone, and
+    training skips the attribution pass, as here)."""
+    if "attributions" in spec.needs and inputs.attributions is None:
+        return torch.zeros(inputs.completion_mask.shape, device=inputs.completion_mask.device)
+    return spec.scores(inputs).float()
+
+
+def _components(hybrid: bool, scores: Tensor, completion_mask, attention_mask, sigma_div: float, span: str):
+    """``(share I/ΣI, prior P, scores I)`` of the scores on the batch (module docstring)."""
+    if not hybrid:  # no span and no prior: the scores' share of the response
         return normalize_weights(scores, completion_mask.bool(), "sum"), torch.zeros_like(scores), scores
     span_mask = completion_mask if span == "response" else attention_mask
     prior = gaussian_prior(span_mask, sigma_div)  # Eq. (7)
     return hybrid_token_weights(scores, span_mask, prior, mix=1.0), prior, scores  # I/ΣI of Eq. (8)
+
+
+def _forward(model, input_ids, attention_mask, completion_mask, target: str | None) -> tuple[Tensor, Tensor | None]:
+    """``(log-probs, attributions)`` of one forward: with the attributions of ``target``, or without a graph (None)."""
+    if target is not None:
+        logits, attributions = _attributed_forward(model, input_ids, attention_mask, completion_mask, target)
+    else:
+        logits, attributions = _plain_forward(model, input_ids, attention_mask), None
+    return per_token_logps(logits.detach(), input_ids), attributions
 
 
 def _plain_forward(model, input_ids, attention_mask) -> Tensor:

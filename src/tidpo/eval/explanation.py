@@ -69,12 +69,11 @@ class Explanation:
     max_length: int | None
     model: str = ""
     dataset: str = ""
-    importance: str = "hybrid"  # the estimator (``importance``); files saved before it existed are "hybrid"
-
-    @property
-    def attributed(self) -> bool:
-        """Whether the scores ``I`` are the gradient attribution (Eqs. 5–6) rather than another estimator's."""
-        return self.importance in ("hybrid", "gradient")
+    # the estimator (``importance``), whether its scores ``I`` are the gradient attribution (Eqs. 5–6), and its
+    # line of the estimator table; files saved before these existed were the paper's hybrid weights
+    importance: str = "hybrid"
+    attributed: bool = True
+    scores_help: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

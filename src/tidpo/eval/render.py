@@ -186,9 +186,7 @@ def _legend_html() -> str:
 def _scores_text(e: Explanation) -> str:
     if e.attributed:
         return "Eqs. 5–6: how strongly the token's input embedding moves the attribution target"
-    if e.importance == "confidence":
-        return "importance=confidence: 1 on the tokens less likely than the response's mean token probability"
-    return f"importance={e.importance}: the estimator's own scores"
+    return f"importance={e.importance}: {e.scores_help or 'its own scores'}"
 
 
 def render_html(explanation: Explanation) -> str:
